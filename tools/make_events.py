@@ -1,0 +1,87 @@
+"""Write the sample events in events/, one per door into the Lambda, deterministically.
+
+They are signed with the sample keys below at SAMPLE_TIME, so they are long expired: pasted
+into the Lambda console they show the checks at work (see README.md, "Sample events").
+`--fresh NAME` prints that event signed now with your QSTASH_CURRENT_SIGNING_KEY (or
+SOKETI_SECRET), valid for five minutes.
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import lambda_events as ev
+from signer import sign_pusher
+
+SAMPLE_QSTASH_KEYS = ("sig_SampleCurrentKeyForTheEventsFolder", "sig_SampleNextKeyForTheEventsFolder")
+SAMPLE_SOKETI = ("app-key", "app-secret")  # soketi's default app key and secret
+SAMPLE_TIME = 1790000000  # 2026-09-21T14:13:20Z
+BODY = b'{"hello":"world","order":42}'
+SOKETI_PAYLOAD = {"time_ms": SAMPLE_TIME * 1000, "events": [
+    {"name": "channel_occupied", "channel": "presence-room"},
+    {"name": "member_added", "channel": "presence-room", "user_id": 7},
+    {"name": "client_event", "channel": "presence-room", "event": "client-typing",
+     "data": {"text": "h\u00e9llo \U0001f44b", "ratio": 0.000025}, "socket_id": "123.456",
+     "user_id": 7}]}
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def build(now, qstash_key, soketi):
+    key, secret = soketi
+    sign = {"now": now, "message_id": "msg_sample0001", "claims": {"jti": "jwt_sample0001"}}
+    furl = "https://abc123.lambda-url.us-east-1.on.aws/"
+    stage_url = "https://api456.execute-api.us-east-1.amazonaws.com/prod/hooks/qstash?tenant=7"
+    rest_url = "https://api789.execute-api.us-east-1.amazonaws.com/prod/hooks/qstash"
+    alb_url = "https://hooks.example.com/hooks/qstash?tenant=7"
+    soketi_body = json.dumps(SOKETI_PAYLOAD, separators=(",", ":"), ensure_ascii=False).replace(
+        "2.5e-05", "0.000025").encode()  # the bytes Node's JSON.stringify sends
+    events = {
+        "function-url": ev.function_url(url=furl, body=BODY, now=now,
+                                        headers=ev.qstash_headers(qstash_key, BODY, furl, **sign)),
+        "http-api-stage": ev.function_url(url=stage_url, body=BODY, now=now,
+                                          headers=ev.qstash_headers(qstash_key, BODY, stage_url,
+                                                                    **sign)),
+        "rest-api": ev.rest(url=rest_url, body=BODY, now=now,
+                            headers=ev.qstash_headers(qstash_key, BODY, rest_url, **sign)),
+        "alb": ev.alb(url=alb_url, body=BODY,
+                      headers=ev.qstash_headers(qstash_key, BODY, alb_url, **sign)),
+        "alb-multi-value": ev.alb(url=alb_url, body=BODY, multi_value=True,
+                                  headers=ev.qstash_headers(qstash_key, BODY, alb_url, **sign)),
+        "soketi-http": ev.function_url(url=furl, body=soketi_body, now=now,
+                                       headers=ev.soketi_headers(key, secret, soketi_body)),
+        "soketi-invoke": ev.soketi_invoke(SOKETI_PAYLOAD, {
+            "X-Pusher-Key": key, "X-Pusher-Signature": sign_pusher(secret, soketi_body)}),
+    }
+    for event in events.values():  # fixed ids, so the files are reproducible
+        context = event.get("requestContext", {})
+        if "requestId" in context:
+            context["requestId"] = "c0ffee00-0000-4000-8000-000000000001"
+    return events
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh", metavar="NAME", help="print NAME signed now with your keys")
+    args = parser.parse_args()
+    if args.fresh:
+        import time
+        qkey = os.environ.get("QSTASH_CURRENT_SIGNING_KEY")
+        skey = (os.environ.get("SOKETI_KEY", "app-key"), os.environ.get("SOKETI_SECRET"))
+        events = build(time.time(), qkey or "unset", skey if skey[1] else SAMPLE_SOKETI)
+        if args.fresh not in events:
+            sys.exit(f"unknown event {args.fresh!r}; one of: {', '.join(events)}")
+        if args.fresh.startswith("soketi"):
+            sys.exit("only the QStash events can be re-signed; soketi's carry a fixed time_ms")
+        if not qkey:
+            sys.exit("QSTASH_CURRENT_SIGNING_KEY is not set: nothing to sign with")
+        print(json.dumps(events[args.fresh], indent=2))
+        return
+    for name, event in build(SAMPLE_TIME, SAMPLE_QSTASH_KEYS[0], SAMPLE_SOKETI).items():
+        path = ROOT / "events" / f"{name}.json"
+        path.write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
