@@ -1,202 +1,117 @@
 """Signed webhooks for AWS Lambda: QStash and soketi/Pusher, standard library only.
 
-Deploy this one file. Each invocation follows one path, top to bottom in this file:
+Deploy this one file. Every invocation takes one path, in the order of this file:
 
-    event -> read_request() -> authenticate() -> handle()  <- YOUR CODE, edit only this
-          -> respond()
+    event -> read_request -> authenticate -> handle (YOUR CODE: section 3) -> respond
 
 Nothing reaches `handle` unless its signature, claims and body hash check out. Configuration
-is read from the environment on every request (see README.md, "Configuration").
+comes from the environment, read on every request (README.md, "Configuration").
 """
 import base64
+import binascii
 import hashlib
 import hmac
 import json
-import math
 import os
 import time
-import urllib.parse
+from urllib.parse import quote
 
-# Tolerances and limits. Change them here, not inline.
-DEFAULT_CLOCK_TOLERANCE = 5  # seconds of clock skew allowed on exp, nbf and iat
-DEFAULT_SOKETI_MAX_AGE = 300  # seconds a soketi time_ms may be off (Pusher SDK's value)
-MAX_TOKEN_LENGTH = 8192  # characters in Upstash-Signature, checked before any decoding
-QSTASH_ISSUER = "Upstash"
-QSTASH_KEY_VARS = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
-SOKETI_SECRET_VARS = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
+CLOCK_TOLERANCE = 5  # seconds of clock skew allowed on exp, nbf, iat (QSTASH_CLOCK_TOLERANCE)
+SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
+MAX_TOKEN_LENGTH = 8192  # characters of Upstash-Signature, checked before any decoding
+HS256_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}, QStash's
+QSTASH_KEYS = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
+SOKETI_SECRETS = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
 
 
 class SignatureError(Exception):
-    """The request is not provably from its sender; the message names the check that failed."""
+    """Not provably from the sender (401). The message names the check that failed."""
 
 
 class NonRetryableError(Exception):
-    """Raise from `handle` for a message that can never succeed: QStash gets 489 and moves it
-    to the DLQ instead of retrying."""
+    """Raise in `handle` for a message that can never succeed: 489, QStash moves it to the DLQ."""
 
 
 class Reject(Exception):
-    """Stop with an HTTP status. `reason` goes to the log; `public` goes to the caller."""
-
-    def __init__(self, status, reason, public=None):
-        super().__init__(reason)
-        self.status, self.public = status, public or reason
+    """Reject(status, reason): stop with that HTTP status; the reason is logged and returned."""
 
 
 # --- 1. Event -> request ------------------------------------------------------------------
 
 
 class Request:
-    """One request however Lambda delivered it: lowercased headers, raw body bytes.
+    """One request however Lambda delivered it: `headers` with lowercased names, `body` bytes,
+    the public `url` (None for a direct invocation), soketi's parsed `payload` if invoked."""
 
-    `url` is the public URL derived from the event (None when the event carries none);
-    `payload` is the already-parsed body of a soketi direct invocation.
-    """
-
-    def __init__(self, shape, method, url, headers, body, payload=None):
-        self.shape, self.method, self.url = shape, method, url
-        self.headers, self.body, self.payload = headers, body, payload
+    def __init__(self, shape, url, headers, body, payload=None):
+        self.shape, self.url, self.headers, self.body, self.payload = (
+            shape, url, headers, body, payload)
 
 
 def read_request(event):
-    """Normalize any event shape Lambda hands over; raise Reject(400) for anything else."""
+    """Normalize every event shape Lambda hands over; Reject(400) for anything else."""
     if not isinstance(event, dict):
-        raise Reject(400, f"event is a {type(event).__name__}, not a JSON object")
-    context = event.get("requestContext")
-    if event.get("version") == "2.0":
-        return _from_http_v2(event, _get(event, "requestContext", dict, {}))
-    if isinstance(context, dict) and "elb" in context:
-        return _from_alb(event)
-    if "httpMethod" in event:
-        return _from_rest(event, _get(event, "requestContext", dict, {}))
-    if "payload" in event and "headers" in event and context is None:
-        return _from_soketi_invoke(event)
-    raise Reject(400, "unknown event shape: not a Function URL, API Gateway, ALB or soketi "
-                 "event")
-
-
-def _from_http_v2(event, context):
-    """Function URL and API Gateway HTTP API (payload 2.0); rawPath carries any stage."""
-    http = _get(context, "http", dict, {})
-    host = _get(context, "domainName", str)
-    url = host and _url("https", host, _get(event, "rawPath", str, "/"),
-                        _get(event, "rawQueryString", str, ""))
-    return Request("http", _get(http, "method", str), url,
-                   _headers(_get(event, "headers", dict, {})), _body(event))
-
-
-def _from_rest(event, context):
-    """API Gateway REST (payload 1.0): requestContext.path carries the stage."""
-    host, path = _get(context, "domainName", str), _get(context, "path", str)
-    query = _query(event, urllib.parse.quote)
-    url = host and path and _url("https", host, path, query)
-    return Request("rest", _get(event, "httpMethod", str), url, _event_headers(event),
-                   _body(event))
-
-
-def _from_alb(event):
-    """ALB target: single-value or multi-value headers; query values arrive still encoded."""
-    headers = _event_headers(event)
-    host = headers.get("host")
-    scheme = headers.get("x-forwarded-proto", "https")
-    url = host and _url(scheme, host, _get(event, "path", str, "/"), _query(event, str))
-    shape = "alb-multi" if "multiValueHeaders" in event else "alb"
-    return Request(shape, _get(event, "httpMethod", str), url, headers, _body(event))
-
-
-def _from_soketi_invoke(event):
-    """soketi's Lambda trigger: {"payload", "headers"}; it signed Node's JSON.stringify(payload)."""
-    payload = _get(event, "payload", dict)
+        raise Reject(400, "event is a %s, not a JSON object" % type(event).__name__)
+    ctx, shape = event.get("requestContext") or {}, "unknown"
     try:
-        body = js_stringify(payload).encode("utf-8")
-    except (ValueError, RecursionError) as exc:
-        raise Reject(400, f"payload cannot be re-serialized: {type(exc).__name__}")
-    return Request("soketi-invoke", None, None, _headers(_get(event, "headers", dict, {})),
-                   body, payload)
-
-
-def _get(obj, key, kind, default=None):
-    """obj[key] when it is a `kind`; `default` when absent or null; Reject(400) otherwise."""
-    value = obj.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise Reject(400, f"event field {key!r} is not a {kind.__name__}")
-    return value
-
-
-def _event_headers(event):
-    """Payload 1.0 and ALB: prefer multiValueHeaders (all values), else headers."""
-    multi = _get(event, "multiValueHeaders", dict)
-    if multi:
-        return _headers({name: _strings(values, name) for name, values in multi.items()})
-    return _headers(_get(event, "headers", dict, {}))
+        if "payload" in event and "headers" in event and not ctx:
+            shape = "soketi-invoke"  # soketi signed Node's JSON.stringify(payload): rebuild it
+            body = js_stringify(event["payload"]).encode()
+            return Request(shape, None, _headers(event["headers"]), body, event["payload"])
+        headers = _headers(event.get("multiValueHeaders") or event.get("headers"))
+        if event.get("version") == "2.0":  # Function URL, HTTP API: rawPath carries the stage
+            shape, scheme, host = "http", "https", ctx["domainName"]
+            path, query = event["rawPath"], event.get("rawQueryString")
+        elif "elb" in ctx:  # ALB: query values arrive still URL-encoded
+            shape = "alb-multi" if "multiValueHeaders" in event else "alb"
+            scheme, host = headers.get("x-forwarded-proto", "https"), headers.get("host")
+            path, query = event["path"], _query(event, str)
+        elif "httpMethod" in event:  # API Gateway REST (1.0): requestContext.path has the stage
+            shape, scheme, host = "rest", "https", ctx["domainName"]
+            path, query = ctx["path"], _query(event, quote)
+        else:
+            raise Reject(400, "unknown event shape: not a Function URL, API Gateway, ALB or "
+                         "soketi event")
+        body = event.get("body") or ""
+        try:
+            body = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") is True \
+                else body.encode()
+        except ValueError:
+            raise Reject(400, "body is not valid base64 (isBase64Encoded) or UTF-8") from None
+        url = scheme + "://" + host + path + ("?" + query if query else "")
+        return Request(shape, url, headers, body)
+    except (KeyError, AttributeError, TypeError, ValueError, RecursionError) as exc:
+        raise Reject(400, "malformed %s event: %s %.80s" % (shape, type(exc).__name__, exc)) \
+            from None
 
 
 def _headers(raw):
-    """Lowercase names once, here. Repeats (lists, or names differing in case) join with ","."""
+    """Lowercase names once, here; repeats (lists, names differing in case) join with ","."""
     headers = {}
-    for name, value in raw.items():
-        if isinstance(value, list):
-            value = ",".join(value)
-        if not isinstance(value, str):
-            raise Reject(400, f"header {str(name)[:64]!r} is not a string")
+    for name, value in (raw or {}).items():
+        value = value if isinstance(value, str) else ",".join(value)
         name = name.lower()
         headers[name] = headers[name] + "," + value if name in headers else value
     return headers
 
 
-def _strings(values, name):
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise Reject(400, f"multi-value field {str(name)[:64]!r} is not a list of strings")
-    return values
-
-
 def _query(event, encode):
-    """Rebuild the query string of a payload 1.0 or ALB event, in the order received."""
-    multi = _get(event, "multiValueQueryStringParameters", dict)
-    pairs = ([(k, v) for k, vs in multi.items() for v in _strings(vs, k)] if multi else
-             list(_get(event, "queryStringParameters", dict, {}).items()))
-    return "&".join(encode(_string(k)) + "=" + encode(_string(v)) for k, v in pairs)
-
-
-def _string(value):
-    if not isinstance(value, str):
-        raise Reject(400, "query parameter is not a string")
-    return value
-
-
-def _url(scheme, host, path, query):
-    return f"{scheme}://{host}{path}?{query}" if query else f"{scheme}://{host}{path}"
-
-
-def _body(event):
-    """Raw body bytes: base64-decoded when isBase64Encoded, empty when absent or null."""
-    body = _get(event, "body", str, "")
-    if event.get("isBase64Encoded") is True:
-        try:
-            return base64.b64decode(body, validate=True)
-        except ValueError:
-            raise Reject(400, "body is marked isBase64Encoded but is not valid base64") from None
-    try:
-        return body.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Reject(400, "body text is not encodable as UTF-8") from None
+    """Payload 1.0 and ALB carry parameters, not the raw string: rebuild it in arrival order."""
+    pairs = [(k, v) for k, values in (event.get("multiValueQueryStringParameters") or {}).items()
+             for v in values] or (event.get("queryStringParameters") or {}).items()
+    return "&".join(encode(k) + "=" + encode(v) for k, v in pairs)
 
 
 def js_stringify(value):
-    """Node's JSON.stringify(value) for a parsed JSON value, byte for byte.
-
-    json.dumps matches Node except for floats (1e-7 vs 1e-07, 5 vs 5.0) and lone surrogates
-    (Node escapes them); those take the slower exact paths below.
-    """
-    text = (_js_encode(value) if _has_float(value) else
+    """Node's JSON.stringify(value) for parsed JSON, exactly. json.dumps differs only for
+    floats (1e-7, 5) and lone surrogates (escaped by Node): those take the exact paths."""
+    text = (_js(value) if _has_float(value) else
             json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: join valid pairs, escape the rest like Node
+        text.encode()
+    except UnicodeEncodeError:  # join surrogate pairs, then escape the lone ones as Node does
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-        text = "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in text)
+        text = "".join("\\u%04x" % ord(c) if "\ud800" <= c <= "\udfff" else c for c in text)
     return text
 
 
@@ -204,223 +119,203 @@ def _has_float(value):
     stack = [value]
     while stack:
         item = stack.pop()
-        if type(item) is dict:
-            stack.extend(item.values())
-        elif type(item) is list:
-            stack.extend(item)
-        elif type(item) is float:
+        if type(item) is float:
             return True
+        if type(item) in (dict, list):
+            stack.extend(item.values() if type(item) is dict else item)
     return False
 
 
-def _js_encode(value):
-    if type(value) is float:
-        return _js_number(value)
+def _js(value):
     if type(value) is dict:
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _js_encode(v)
-                              for k, v in value.items()) + "}"
+        return "{%s}" % ",".join(json.dumps(k, ensure_ascii=False) + ":" + _js(v)
+                                 for k, v in value.items())
     if type(value) is list:
-        return "[" + ",".join(_js_encode(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _js_number(x):
-    """ECMAScript Number::toString: shortest round-trip digits (Python's repr has the same)."""
-    if not math.isfinite(x):
-        return "null"
-    if x == 0:
-        return "0"
-    mantissa, _, exp = repr(abs(x)).partition("e")
+        return "[%s]" % ",".join(map(_js, value))
+    if type(value) is not float:
+        return json.dumps(value, ensure_ascii=False)
+    if value == 0 or value != value or abs(value) == float("inf"):
+        return "0" if value == 0 else "null"
+    # ECMAScript Number::toString from repr's shortest round-trip digits: n = point position
+    mantissa, _, exp = repr(abs(value)).partition("e")
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac).lstrip("0")
-    point = len(whole) + int(exp or 0) - (len(whole + frac) - len(digits))
-    digits = digits.rstrip("0")
-    sign, k = "-" if x < 0 else "", len(digits)
-    if k <= point <= 21:
-        return sign + digits + "0" * (point - k)
-    if 0 < point <= 21:
-        return sign + digits[:point] + "." + digits[point:]
-    if -6 < point <= 0:
-        return sign + "0." + "0" * -point + digits
-    e = point - 1
-    return f"{sign}{digits[0]}{'.' + digits[1:] if k > 1 else ''}e{'+' if e > 0 else '-'}{abs(e)}"
+    n = len(whole) + int(exp or 0) - len(whole + frac) + len(digits)
+    digits, sign = digits.rstrip("0"), "-" if value < 0 else ""
+    if len(digits) <= n <= 21:
+        return sign + digits + "0" * (n - len(digits))
+    if -6 < n <= 21:
+        return sign + (digits[:n] + "." + digits[n:] if n > 0 else "0." + "0" * -n + digits)
+    fraction = "." + digits[1:] if len(digits) > 1 else ""
+    return "%s%s%se%+d" % (sign, digits[0], fraction, n - 1)
 
 
 # --- 2. Verification ----------------------------------------------------------------------
 
 
-def verify(jwt_token, signing_key, body, url, *, clock_tolerance=DEFAULT_CLOCK_TOLERANCE,
-           now=None):
-    """Check one QStash `Upstash-Signature` token against one signing key; return its claims.
+def verify(jwt_token, signing_key, body, url, *, clock_tolerance=CLOCK_TOLERANCE, now=None):
+    """Check a QStash `Upstash-Signature` token; return its claims, or raise SignatureError
+    naming the failed check.
 
-    `body` is the raw request body (bytes, str as UTF-8, or None for empty). `url` is the URL
-    QStash was told to call (None skips that check; one trailing slash of difference is
-    allowed). `now` pins the clock, in seconds. Raises SignatureError naming the failed check.
+    signing_key: a key, or the (current, next) pair: any may match the MAC, and the claims
+    are then checked once, so an expired token is reported as expired. body: the raw body
+    (bytes, str as UTF-8, None as empty). url: where QStash was told to deliver (None skips
+    that check; one trailing slash of difference is allowed). now: pins the clock (seconds).
     """
-    return verify_qstash(jwt_token, (signing_key,), body, url,
-                         clock_tolerance=clock_tolerance, now=now)
-
-
-def verify_qstash(jwt_token, signing_keys, body, url, *, clock_tolerance=DEFAULT_CLOCK_TOLERANCE,
-                  now=None):
-    """`verify` with key rotation: the MAC may match any of `signing_keys` (current, next);
-    the claims are then checked once, so an expired token is reported as expired."""
-    header_b64, claims_b64, signature = _token_segments(jwt_token)
-    header = _json_segment(header_b64, "header")
-    if header.get("alg") != "HS256":
-        raise SignatureError(f"header alg {str(header.get('alg'))[:16]!r} is not HS256")
-    signed = f"{header_b64}.{claims_b64}".encode("ascii")
-    if not any(hmac.compare_digest(_b64url(hmac.digest(key.encode("utf-8"), signed, "sha256")),
-                                   signature.encode("ascii")) for key in signing_keys):
-        raise SignatureError("signature does not match the signing key"
-                             + ("s" if len(signing_keys) > 1 else ""))
-    claims = _json_segment(claims_b64, "claims")
+    if not isinstance(jwt_token, str) or len(jwt_token) > MAX_TOKEN_LENGTH or \
+            not jwt_token.isascii():
+        raise SignatureError("token is not an ASCII string of at most %d chars" % MAX_TOKEN_LENGTH)
+    parts = jwt_token.split(".")
+    if len(parts) != 3:
+        raise SignatureError("token has %d segments, not 3" % len(parts))
+    if parts[0] != HS256_HEADER:
+        alg = _segment(parts[0], "header").get("alg")
+        if alg != "HS256":
+            raise SignatureError("header alg %r is not HS256" % str(alg)[:16])
+    keys = (signing_key,) if isinstance(signing_key, str) else signing_key
+    signed, signature = (parts[0] + "." + parts[1]).encode(), _unb64url(parts[2], "signature")
+    for key in keys:
+        if hmac.compare_digest(_mac(key, signed), signature):
+            break
+    else:
+        raise SignatureError("signature does not match the signing key(s)")
+    if _b64url(signature) != parts[2].encode():  # the same MAC, spelled another way
+        raise SignatureError("signature is not canonical unpadded base64url")
+    claims = _segment(parts[1], "claims")
+    body = body.encode() if isinstance(body, str) else body or b""
     check_claims(claims, body, url, clock_tolerance, time.time() if now is None else now)
     return claims
 
 
-def check_claims(claims, body, url, tolerance, now):
-    """Issuer, lifetime, subject URL and body hash of MAC-verified claims."""
-    if claims.get("iss") != QSTASH_ISSUER:
-        raise SignatureError(f"claim iss is not {QSTASH_ISSUER!r}")
-    exp = _time_claim(claims, "exp", required=True)
-    if now >= exp + tolerance:
-        raise SignatureError(f"token expired at {exp} (now {int(now)}, tolerance {tolerance}s)")
-    for name in ("nbf", "iat"):
-        value = _time_claim(claims, name)
-        if value is not None and value > now + tolerance:
-            raise SignatureError(f"claim {name} {value} is in the future (now {int(now)})")
-    if url is not None:
-        _check_subject(claims.get("sub"), url)
-    _check_body_hash(claims.get("body"), body)
+_pads = {}
+_STANDARD, _URLSAFE = bytes.maketrans(b"-_", b"+/"), bytes.maketrans(b"+/", b"-_")
+_JSON = json.JSONDecoder()
+_IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
 
 
-def _token_segments(token):
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-        raise SignatureError(f"token is not an ASCII string of at most {MAX_TOKEN_LENGTH} chars")
-    segments = token.split(".")
-    if len(segments) != 3:
-        raise SignatureError(f"token has {len(segments)} segments, not 3")
-    return segments
-
-
-_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def _json_segment(segment, what):
-    """Strict base64url (padding optional) holding a JSON object without duplicate keys."""
-    data = segment.rstrip("=")
-    padded = data + "=" * (-len(data) % 4)
-    if len(data) % 4 == 1 or segment not in (data, padded) or not _B64URL_ALPHABET.issuperset(data):
-        raise SignatureError(f"{what} segment is not base64url")
-    try:
-        value = json.loads(base64.urlsafe_b64decode(padded), object_pairs_hook=_unique_keys,
-                           parse_constant=_no_constants)
-    except (ValueError, RecursionError):
-        raise SignatureError(f"{what} segment is not JSON with unique keys") from None
-    if not isinstance(value, dict):
-        raise SignatureError(f"{what} segment is not a JSON object")
-    return value
-
-
-def _unique_keys(pairs):
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise ValueError("duplicate key")
-    return value
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _time_claim(claims, name, required=False):
-    value = claims.get(name)
-    if value is None and name not in claims and not required:
-        return None
-    if type(value) is int and abs(value) < 2**53 or type(value) is float and math.isfinite(value):
-        return value
-    raise SignatureError(f"claim {name} is {'missing' if value is None else 'not a number'}")
-
-
-def _check_subject(sub, url):
-    if not isinstance(sub, str):
-        raise SignatureError("claim sub is missing or not a string")
-    longer, shorter = (sub, url) if len(sub) > len(url) else (url, sub)
-    if sub != url and not (longer == shorter + "/" and "?" not in longer):
-        raise SignatureError(f"claim sub {sub[:512]!r} is not this request's URL {url[:512]!r}"
-                             " (set QSTASH_URL to the URL QStash calls)")
-
-
-def _check_body_hash(claimed, body):
-    if not isinstance(claimed, str):
-        raise SignatureError("claim body is missing or not a string")
-    body = body.encode("utf-8") if isinstance(body, str) else body or b""
-    if not hmac.compare_digest(_b64url(hashlib.sha256(body).digest()),
-                               claimed.rstrip("=").encode("utf-8")):
-        raise SignatureError("body hash does not match claim body (body was altered)")
+def _mac(key, message):
+    """HMAC-SHA256 (RFC 2104, exactly what hmac.digest computes) with the key's inner and
+    outer pad states hashed once per key and copied per call: a second key costs ~1 us."""
+    pads = _pads.get(key)
+    if pads is None:
+        if len(_pads) > 8:
+            _pads.clear()
+        block = key.encode()
+        block = (hashlib.sha256(block).digest() if len(block) > 64 else block).ljust(64, b"\0")
+        pads = _pads[key] = (hashlib.sha256(block.translate(_IPAD)),
+                             hashlib.sha256(block.translate(_OPAD)))
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def _b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
-def verify_pusher(signature, secret, body, *, max_age=DEFAULT_SOKETI_MAX_AGE, now=None):
-    """Check one soketi/Pusher webhook (`X-Pusher-Signature`) against one app secret; return
-    the parsed payload. `max_age` bounds how far `time_ms` may be from now (0: no check)."""
-    return verify_soketi(signature, (secret,), body, max_age=max_age, now=now)
+def _unb64url(text, what):
+    """Lenient base64url decoding (padding optional). Only for MAC-checked or re-encoded text."""
+    try:
+        return binascii.a2b_base64(text.encode().translate(_STANDARD) + b"==")
+    except ValueError:
+        raise SignatureError(what + " segment is not base64url") from None
 
 
-def verify_soketi(signature, secrets, body, *, max_age=DEFAULT_SOKETI_MAX_AGE, now=None,
-                  payload=None):
-    """`verify_pusher` with rotation: the hex HMAC-SHA256 of `body` may match any secret.
-    `payload` skips re-parsing a body that was built from an already-parsed payload."""
+def _segment(text, what):
+    """A base64url segment holding one JSON object and nothing after it."""
+    try:
+        decoded = _unb64url(text, what).decode()
+        value, end = _JSON.raw_decode(decoded)
+    except (ValueError, RecursionError, SignatureError):
+        raise SignatureError(what + " segment is not base64url JSON") from None
+    if end != len(decoded) or not isinstance(value, dict):
+        raise SignatureError(what + " segment is not one JSON object")
+    return value
+
+
+def check_claims(claims, body, url, tolerance, now):
+    """The checks after the MAC: issuer, lifetime, subject URL, body hash."""
+    if claims.get("iss") != "Upstash":
+        raise SignatureError("claim iss is not 'Upstash'")
+    exp, nbf, iat = _number(claims, "exp"), _number(claims, "nbf"), _number(claims, "iat")
+    if exp is None:
+        raise SignatureError("claim exp is missing")
+    if now >= exp + tolerance:
+        raise SignatureError("token expired at %d (now %d, tolerance %gs)" % (exp, now, tolerance))
+    if max(nbf or 0, iat or 0) > now + tolerance:
+        raise SignatureError("claim %s is in the future (now %d)"
+                             % ("nbf" if (nbf or 0) > now + tolerance else "iat", now))
+    sub = claims.get("sub")
+    if url is not None and sub != url and not (  # one trailing slash apart, outside a query
+            isinstance(sub, str) and "?" not in url and (sub == url + "/" or sub + "/" == url)):
+        raise SignatureError("claim sub %.300r is not this request's URL %.300r (QSTASH_URL "
+                             "sets the URL QStash calls)" % (sub, url))
+    claimed = claims.get("body")
+    if not isinstance(claimed, str):
+        raise SignatureError("claim body is missing or not a string")
+    digest = _b64url(hashlib.sha256(body).digest())
+    if not hmac.compare_digest(digest, claimed.rstrip("=").encode()):
+        raise SignatureError("body hash does not match claim body (the body was altered)")
+
+
+def _number(claims, name):
+    """A time claim: None when absent, else a finite number (bool and null refused)."""
+    value = claims.get(name, ...)
+    if value is ...:
+        return None
+    if type(value) not in (int, float) or not abs(value) < 1e16:
+        raise SignatureError("claim %s is not a number" % name)
+    return value
+
+
+def verify_pusher(signature, secret, body, *, max_age=SOKETI_MAX_AGE, now=None, payload=None):
+    """Check a soketi/Pusher webhook's `X-Pusher-Signature` (lowercase hex HMAC-SHA256 of the
+    body); return the parsed payload, or raise SignatureError naming the failed check.
+
+    secret: the app secret, or several (rotation). max_age: how far `time_ms` may be from now,
+    in seconds (0: unchecked). payload: skips re-parsing a body rebuilt from a parsed payload.
+    """
     if not isinstance(signature, str) or len(signature) != 64 or not signature.isascii():
         raise SignatureError("X-Pusher-Signature is not 64 hex characters")
-    body = body.encode("utf-8") if isinstance(body, str) else body or b""
-    if not any(hmac.compare_digest(hmac.digest(s.encode("utf-8"), body, "sha256").hex(),
-                                   signature) for s in secrets):
-        raise SignatureError("X-Pusher-Signature does not match the app secret"
-                             + ("s" if len(secrets) > 1 else ""))
-    if payload is None:
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            raise SignatureError("signed body is not JSON") from None
+    body = body.encode() if isinstance(body, str) else body or b""
+    secrets = (secret,) if isinstance(secret, str) else secret
+    for secret in secrets:
+        if hmac.compare_digest(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+                               signature):
+            break
+    else:
+        raise SignatureError("X-Pusher-Signature does not match the app secret(s)")
+    try:
+        payload = json.loads(body) if payload is None else payload
+    except (ValueError, RecursionError):
+        pass
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
-        raise SignatureError("signed body has no events list")
-    sent_ms = payload.get("time_ms")
-    if max_age:
-        if type(sent_ms) not in (int, float) or not math.isfinite(sent_ms):
-            raise SignatureError("time_ms is missing or not a number")
-        age = (time.time() if now is None else now) - sent_ms / 1000
-        if abs(age) > max_age:
-            raise SignatureError(f"time_ms is {age:.0f}s from now, outside the {max_age}s window"
-                                 " (SOKETI_MAX_AGE)")
+        raise SignatureError("signed body is not a webhook payload with an events list")
+    sent, now = payload.get("time_ms"), time.time() if now is None else now
+    if max_age and not (type(sent) in (int, float) and abs(sent) < 1e16
+                        and abs(now - sent / 1000) <= max_age):
+        raise SignatureError("time_ms %.20r is not within %gs of now (SOKETI_MAX_AGE)"
+                             % (sent, max_age))
     return payload
 
 
 class Message:
-    """A verified request, as `handle` receives it.
+    """What `handle` receives: a request whose signature checked out.
 
-    source       "qstash" or "soketi"
-    body         raw body bytes; `text` and `json` (None unless JSON) are derived from it
-    headers      lowercased names
-    claims       the QStash token's claims ({} for soketi)
-    events       soketi/Pusher events ([] for QStash)
-    message_id, retried, schedule_id, region: QStash's Upstash-* headers (None if absent)
+    source: "qstash" or "soketi". body: raw bytes; text; json (None unless the body is JSON).
+    headers: lowercased names. claims: the QStash token's. events: soketi's list of events.
+    message_id, retried (int), schedule_id, region: QStash's Upstash-* headers, or None.
+    Delivery is at-least-once: deduplicate on message_id when the work is not idempotent.
     """
 
     def __init__(self, source, request, claims=None, payload=None):
         h = request.headers
-        self.source, self.method, self.url = source, request.method, request.url
-        self.headers, self.body, self.claims = h, request.body, claims or {}
-        self.events = payload["events"] if payload else []
-        self._json = payload
-        self.message_id = h.get("upstash-message-id")
+        self.source, self.headers, self.body, self.claims = source, h, request.body, claims or {}
+        self.events, self._json = payload["events"] if payload else [], payload
+        self.message_id, self.schedule_id, self.region = map(
+            h.get, ("upstash-message-id", "upstash-schedule-id", "upstash-region"))
         self.retried = _count(h.get("upstash-retried"))
-        self.schedule_id = h.get("upstash-schedule-id")
-        self.region = h.get("upstash-region")
 
     @property
     def text(self):
@@ -428,7 +323,7 @@ class Message:
 
     @property
     def json(self):
-        if self._json is None and self.body:
+        if self._json is None:
             try:
                 self._json = json.loads(self.body)
             except (ValueError, RecursionError):
@@ -437,151 +332,118 @@ class Message:
 
 
 def _count(value):
-    return int(value) if value and value.isascii() and value.isdigit() else None
+    return int(value) if value and len(value) < 9 and value.isascii() and value.isdigit() else None
 
 
 def authenticate(request):
-    """Route on the signature header, verify with the configured keys, return a Message."""
-    headers = request.headers
-    qstash_keys = _configured(QSTASH_KEY_VARS, _region_prefix(headers.get("upstash-region")))
-    soketi_secrets = _configured(SOKETI_SECRET_VARS, "", optional_second=True)
-    if qstash_keys is None and soketi_secrets is None:
-        raise Reject(500, f"neither {QSTASH_KEY_VARS[0]} nor {SOKETI_SECRET_VARS[0]} is set: "
-                     "refusing every request", "server misconfigured: "
-                     f"{QSTASH_KEY_VARS[0]} is not set")
+    """Route on the signature header, verify with the configured secrets, return a Message."""
+    headers, environ = request.headers, os.environ
+    qstash_keys = _secrets(QSTASH_KEYS, 2, headers.get("upstash-region", ""))
+    soketi_secrets = _secrets(SOKETI_SECRETS, 1)
+    if not qstash_keys and not soketi_secrets:
+        raise Reject(500, "QSTASH_CURRENT_SIGNING_KEY is not set (nor SOKETI_SECRET)")
     if "upstash-signature" in headers and request.shape != "soketi-invoke":
-        if qstash_keys is None:
-            raise Reject(401, "QStash request, but QStash keys are not configured here",
-                         "invalid signature")
-        url = os.environ.get("QSTASH_URL") or request.url
-        if not url:
-            raise Reject(400, "cannot derive the public URL from the event: set QSTASH_URL")
-        tolerance = _seconds("QSTASH_CLOCK_TOLERANCE", DEFAULT_CLOCK_TOLERANCE)
-        claims = verify_qstash(headers["upstash-signature"], qstash_keys, request.body, url,
-                               clock_tolerance=tolerance)
+        if not qstash_keys:
+            raise SignatureError("QStash request, but no QStash keys are configured here")
+        tolerance = _seconds("QSTASH_CLOCK_TOLERANCE", CLOCK_TOLERANCE)
+        claims = verify(headers["upstash-signature"], qstash_keys, request.body,
+                        environ.get("QSTASH_URL") or request.url, clock_tolerance=tolerance)
         return Message("qstash", request, claims=claims)
     if "x-pusher-signature" in headers:
-        if soketi_secrets is None:
-            raise Reject(401, "soketi request, but SOKETI_SECRET is not configured here",
-                         "invalid signature")
-        app_key = os.environ.get("SOKETI_KEY")
-        if app_key and not hmac.compare_digest(app_key.encode("utf-8"), headers.get(
+        app_key = environ.get("SOKETI_KEY")
+        if not soketi_secrets:
+            raise SignatureError("soketi request, but SOKETI_SECRET is not configured here")
+        if app_key and not hmac.compare_digest(app_key.encode(), headers.get(
                 "x-pusher-key", "").encode("utf-8", "surrogatepass")):
             raise SignatureError("X-Pusher-Key is not SOKETI_KEY")
-        payload = verify_soketi(headers["x-pusher-signature"], soketi_secrets, request.body,
-                                max_age=_seconds("SOKETI_MAX_AGE", DEFAULT_SOKETI_MAX_AGE),
+        payload = verify_pusher(headers["x-pusher-signature"], soketi_secrets, request.body,
+                                max_age=_seconds("SOKETI_MAX_AGE", SOKETI_MAX_AGE),
                                 payload=request.payload)
         return Message("soketi", request, payload=payload)
     raise SignatureError("no Upstash-Signature or X-Pusher-Signature header")
 
 
-def _region_prefix(region):
-    """`US-EAST-1` -> `US_EAST_1_`, the prefix of that region's key variables."""
-    name = (region or "").replace("-", "_").upper()
-    return name + "_" if name.isascii() and name.replace("_", "").isalnum() else ""
-
-
-def _configured(names, region_prefix, optional_second=False):
-    """The (first, second) secrets from the environment, region pair first when fully set;
-    None when none is set; Reject(500) naming the variable that is missing."""
-    for prefix in ((region_prefix, "") if region_prefix else ("",)):
+def _secrets(names, required, region=""):
+    """The configured secrets: a region's set when present (`US-EAST-1` reads `US_EAST_1_` +
+    name), else the plain one; [] when none is set; Reject(500) naming a missing one."""
+    region = region.replace("-", "_").upper() + "_"
+    for prefix in (region, "") if region[:-1].replace("_", "").isalnum() and region.isascii() \
+            else ("",):
         values = [os.environ.get(prefix + name) for name in names]
+        missing = [prefix + name for name, value in zip(names[:required], values) if not value]
+        if any(values) and missing:
+            raise Reject(500, missing[0] + " is not set")
         if any(values):
-            break
-    else:
-        return None
-    missing = [prefix + n for n, v in zip(names, values) if not v]
-    if missing and not (optional_second and values[0]):
-        raise Reject(500, f"{missing[0]} is not set", f"server misconfigured: {missing[0]} is not set")
-    return tuple(v for v in values if v)
+            return [value for value in values if value]
+    return []
 
 
 def _seconds(name, default):
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+    value = os.environ.get(name) or default
     try:
-        value = float(raw)
+        if 0 <= float(value) <= 86400:
+            return float(value)
     except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
-        raise Reject(500, f"{name} must be seconds between 0 and 86400, not {raw[:32]!r}",
-                     f"server misconfigured: {name}")
-    return value
+        pass
+    raise Reject(500, "%s must be 0 to 86400 seconds, not %.32r" % (name, value))
 
 
-# --- 3. YOUR BUSINESS LOGIC: edit `handle` ---------------------------------------------------
+# --- 3. YOUR BUSINESS LOGIC: edit `handle`. Everything above has verified the request. ----
 
 
 def handle(message):
-    """Do the work for one verified message; the return value becomes the 200 JSON body.
+    """Do the work for one verified Message; the return value becomes the 200 JSON body.
 
-    Raise NonRetryableError for a message that can never succeed (QStash answers it with no
-    retry and moves it to the DLQ). Any other exception is a 500 and QStash retries later.
-    Delivery is at-least-once: deduplicate on `message.message_id` if the work is not
-    idempotent.
+    Raise NonRetryableError for a message that can never succeed (QStash: 489, no retry, DLQ).
+    Any other exception answers 500 and QStash retries later.
     """
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
 
-# --- 4. Response ----------------------------------------------------------------------------
+# --- 4. Response --------------------------------------------------------------------------
 
-_STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 489: "Non-Retryable Error",
-                500: "Internal Server Error"}
-
-
-_OUTCOMES = {200: "accepted", 489: "dropped"}
+STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
+               489: "489 Non-Retryable Error", 500: "500 Internal Server Error"}
+OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 489: "dropped", 500: "error"}
 
 
 def respond(request, status, body, headers=None):
-    """A response in the shape the event's source expects (ALB wants statusDescription and,
-    in multi-value mode, multiValueHeaders)."""
+    """The response in the shape the event's source expects (ALB: statusDescription, and
+    multiValueHeaders in multi-value mode)."""
     headers = {"content-type": "application/json", **(headers or {})}
     response = {"statusCode": status, "headers": headers, "body": body, "isBase64Encoded": False}
-    shape = request.shape if request else None
-    if shape in ("alb", "alb-multi"):
-        response["statusDescription"] = f"{status} {_STATUS_TEXT.get(status, '')}".strip()
-    if shape == "alb-multi":
-        response["multiValueHeaders"] = {k: [v] for k, v in response.pop("headers").items()}
+    if request and request.shape in ("alb", "alb-multi"):
+        response["statusDescription"] = STATUS_TEXT[status]
+        if request.shape == "alb-multi":
+            response["multiValueHeaders"] = {k: [v] for k, v in response.pop("headers").items()}
     return response
 
 
 def lambda_handler(event, context):
-    """AWS's entry point. Never raises: every outcome is a response plus one JSON log line."""
-    started = time.perf_counter()
-    request = None
-    log = {"outcome": None, "status": None, "reason": None, "shape": None, "source": None,
-           "message_id": None, "retried": None}
-    extra_headers = None
+    """AWS's entry point. Never raises: every outcome is a response and one JSON log line."""
+    started, request, message, headers = time.perf_counter(), None, None, None
     try:
         request = read_request(event)
-        log["shape"] = request.shape
-        log["message_id"] = request.headers.get("upstash-message-id", "")[:128] or None
-        log["retried"] = _count(request.headers.get("upstash-retried", "")[:8])
         message = authenticate(request)
-        log["source"] = message.source
+        status, reason, body = 200, None, json.dumps(handle(message), default=str)
     except SignatureError as exc:
-        status, body, log["reason"] = 401, {"error": "invalid signature"}, str(exc)
+        status, reason, body = 401, str(exc), '{"error": "invalid signature"}'
     except Reject as exc:
-        status, body, log["reason"] = exc.status, {"error": exc.public}, str(exc)
-    except Exception as exc:  # a bug here must still fail closed, with a response
-        status, body = 500, {"error": "internal error"}
-        log["reason"] = f"unexpected {type(exc).__name__} while verifying"
-    else:
-        try:
-            status, body = 200, json.dumps(handle(message), default=str)
-        except NonRetryableError as exc:
-            status, body = 489, {"error": str(exc)[:1024]}
-            extra_headers = {"Upstash-NonRetryable-Error": "true"}
-            log["reason"] = f"NonRetryableError: {str(exc)[:512]}"
-        except Exception as exc:
-            status, body = 500, {"error": "internal error"}
-            log["reason"] = f"handle raised {type(exc).__name__}: {str(exc)[:512]}"
-    if not isinstance(body, str):
-        body = json.dumps(body)
-    log["status"] = status
-    log["outcome"] = _OUTCOMES.get(status) or ("rejected" if status < 500 else "error")
-    log["ms"] = round((time.perf_counter() - started) * 1000, 3)
-    log["request_id"] = getattr(context, "aws_request_id", None)
-    print(json.dumps(log), flush=True)
-    return respond(request, status, body, extra_headers)
+        status, reason = exc.args
+        body = json.dumps({"error": reason})
+    except NonRetryableError as exc:
+        status, reason = 489, "NonRetryableError: %s" % exc
+        body, headers = json.dumps({"error": str(exc)}), {"Upstash-NonRetryable-Error": "true"}
+    except Exception as exc:  # fail closed on anything else, with a response
+        status, body = 500, '{"error": "internal error"}'
+        reason = "handle raised %s: %s" % (type(exc).__name__, exc) if message else \
+            "unexpected %s while verifying" % type(exc).__name__
+    h = request.headers if request else {}
+    print(json.dumps({
+        "outcome": OUTCOMES[status], "status": status, "reason": reason and reason[:600],
+        "shape": request and request.shape, "source": message and message.source,
+        "message_id": h.get("upstash-message-id", "")[:128] or None,
+        "retried": _count(h.get("upstash-retried")),
+        "ms": round((time.perf_counter() - started) * 1000, 3),
+        "request_id": getattr(context, "aws_request_id", None)}), flush=True)
+    return respond(request, status, body, headers)

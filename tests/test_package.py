@@ -1,0 +1,104 @@
+"""What ships: lambda.zip holds lambda_function.py alone, reproducibly; the module imports
+only the standard library and parses as Python 3.9; the sample events do what README says."""
+import ast
+import hashlib
+import json
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import lambda_function
+from conftest import ROOT
+from make_events import SAMPLE_QSTASH_KEYS, SAMPLE_SOKETI, SAMPLE_TIME
+
+EVENTS = sorted((ROOT / "events").glob("*.json"))
+
+
+def make_zip(tmp_path, name):
+    subprocess.run(["make", "-s", "zip"], cwd=ROOT, check=True, capture_output=True)
+    target = tmp_path / name
+    target.write_bytes((ROOT / "lambda.zip").read_bytes())
+    return target
+
+
+def test_make_zip_is_reproducible_and_holds_only_the_handler(tmp_path):
+    first, second = make_zip(tmp_path, "a.zip"), make_zip(tmp_path, "b.zip")
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(
+        second.read_bytes()).digest()
+    with zipfile.ZipFile(first) as archive:
+        assert archive.namelist() == ["lambda_function.py"]
+        info = archive.getinfo("lambda_function.py")
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        assert (info.external_attr >> 16) & 0o777 == 0o644
+        assert archive.read("lambda_function.py") == (ROOT / "lambda_function.py").read_bytes()
+
+
+def test_handler_imports_only_the_standard_library_and_parses_as_python_3_9():
+    tree = ast.parse((ROOT / "lambda_function.py").read_text(), feature_version=(3, 9))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names), imported
+
+
+def test_handler_imports_in_a_bare_interpreter(tmp_path):
+    """No site-packages, nothing but the zip's contents on the path, as in the runtime."""
+    with zipfile.ZipFile(make_zip(tmp_path, "l.zip")) as archive:
+        archive.extractall(tmp_path / "task")
+    code = ("import sys; sys.path.insert(0, '.'); import lambda_function as f; "
+            "print(f.lambda_handler({}, None)['statusCode'])")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path / "task",
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "400"
+
+
+@pytest.fixture
+def sample_env(monkeypatch):
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[0])
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[1])
+    monkeypatch.setenv("SOKETI_KEY", SAMPLE_SOKETI[0])
+    monkeypatch.setenv("SOKETI_SECRET", SAMPLE_SOKETI[1])
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+def test_sample_event_is_accepted_at_its_signing_time(path, sample_env, clock, call):
+    clock(SAMPLE_TIME + 10)
+    response, log = call(json.loads(path.read_text()))
+    assert response["statusCode"] == 200, log
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+def test_sample_event_today_is_401_for_its_age(path, sample_env, call):
+    response, log = call(json.loads(path.read_text()))
+    assert response["statusCode"] == 401
+    assert "expired" in log["reason"] or "time_ms" in log["reason"]
+
+
+@pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
+def test_sample_event_without_configuration_is_500(path, call):
+    response, _ = call(json.loads(path.read_text()))
+    assert response["statusCode"] == 500 and "QSTASH_CURRENT_SIGNING_KEY" in response["body"]
+
+
+def test_sample_events_are_what_the_generator_writes(tmp_path):
+    before = {p.name: p.read_bytes() for p in EVENTS}
+    subprocess.run([sys.executable, "make_events.py"], cwd=ROOT / "tools", check=True,
+                   capture_output=True)
+    assert {p.name: p.read_bytes() for p in sorted((ROOT / "events").glob("*.json"))} == before
+
+
+def test_help_lists_every_target():
+    out = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    makefile = (ROOT / "Makefile").read_text()
+    targets = {line.split(":")[0] for line in makefile.splitlines()
+               if "## " in line and not line.startswith("\t")}
+    assert targets and all(f"make {t}" in out for t in targets)
+    assert lambda_function.__doc__  # the module explains itself

@@ -1,0 +1,165 @@
+"""`make bench`: figures and ratios measured side by side in one run, against targets.
+
+Every timing is the best of several interleaved rounds (candidates alternate, so machine
+noise hits them alike); ratios compare candidates from the same run. Exit status 1 when a
+target is missed."""
+import ast
+import json
+import os
+import pathlib
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+import lambda_function as lf  # noqa: E402
+from signer import sign_pusher, sign_qstash  # noqa: E402
+
+CURRENT, NEXT = "sig_BenchCurrentKey7Jq3pZ9w", "sig_BenchNextKey2Hc8vN4x"
+URL = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
+results = []
+
+
+def best(candidates, rounds=9, budget=0.02):
+    """{name: best seconds per call}, candidates interleaved round by round."""
+    loops = {}
+    for name, fn in candidates.items():
+        fn()
+        n, start = 1, time.perf_counter()
+        while time.perf_counter() - start < budget:
+            fn()
+            n += 1
+        loops[name] = n
+    times = {name: float("inf") for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            times[name] = min(times[name], (time.perf_counter() - start) / loops[name])
+    return times
+
+
+def report(label, figure, unit, target=None, ratio=None):
+    line = f"  {label:<58} {figure:>10.3f} {unit:<3}"
+    if target is not None:
+        ok = ratio <= target
+        line += f"  ratio {ratio:6.3f}  target <= {target:<5} {'ok' if ok else 'MISSED'}"
+        results.append(ok)
+    print(line)
+
+
+def qstash_verify():
+    from qstash import Receiver
+    receiver = Receiver(current_signing_key=CURRENT, next_signing_key=NEXT)
+    print("QStash verify (our verify with the (current, next) keys vs the official SDK)")
+    for label, size, key in (("1 KB, current key", 1024, CURRENT), ("1 KB, next key", 1024, NEXT),
+                             ("1 MB, current key", 1 << 20, CURRENT)):
+        body = bytes(random.Random(size).choice(b"abcdefghij{}:,\"0123456789 ")
+                     for _ in range(size))
+        text, token = body.decode(), sign_qstash(key, body, URL)
+        keys = (CURRENT, NEXT)
+        t = best({
+            "ours": lambda: lf.verify(token, keys, body, URL),
+            "sdk": lambda: receiver.verify(signature=token, body=text, url=URL),
+            "sha256": lambda: lf.hashlib.sha256(body).digest(),
+        }, rounds=41 if size < 4096 else 11, budget=0.01 if size < 4096 else 0.02)
+        yield label, t
+        report(f"ours, {label}", t["ours"] * 1e6, "us")
+        report(f"official SDK Receiver.verify, {label}", t["sdk"] * 1e6, "us")
+        report(f"hashlib.sha256 of the body alone, {label}", t["sha256"] * 1e6, "us")
+
+
+def qstash_section():
+    figures = dict(qstash_verify())
+    one_kb, one_kb_next, one_mb = (figures["1 KB, current key"], figures["1 KB, next key"],
+                                   figures["1 MB, current key"])
+    print("  targets")
+    report("1 KB verify vs the SDK", one_kb["ours"] * 1e6, "us", 0.2,
+           one_kb["ours"] / one_kb["sdk"])
+    report("1 KB next-key verify vs current-key verify", one_kb_next["ours"] * 1e6, "us", 1.15,
+           one_kb_next["ours"] / one_kb["ours"])
+    report("1 MB verify vs sha256 of the body alone", one_mb["ours"] * 1e6, "us", 1.05,
+           one_mb["ours"] / one_mb["sha256"])
+
+
+def soketi_payload(target_bytes, with_floats):
+    rng = random.Random(7)
+    events, size = [], 0
+    while size < target_bytes:
+        data = {"text": "h\u00e9llo \U0001f44b " * rng.randint(1, 4), "n": rng.randint(0, 10**6),
+                "tags": ["a", "b\u2028", "c"], "nested": {"ok": True, "none": None}}
+        if with_floats:
+            data.update(ratio=rng.random(), tiny=rng.random() * 1e-7, big=1e21 * rng.random())
+        event = {"name": "client_event", "channel": f"private-room-{rng.randint(1, 99)}",
+                 "event": "client-msg", "data": data, "socket_id": "123.456",
+                 "user_id": rng.randint(1, 500)}
+        events.append(event)
+        size += len(json.dumps(event))
+    return {"time_ms": int(time.time() * 1000), "events": events}
+
+
+def soketi_section():
+    print("soketi direct invocation: rebuild Node's JSON.stringify(payload) and verify it")
+    for label, floats in (("10 KB payload, no floats", False), ("10 KB payload, with floats", True)):
+        payload = soketi_payload(10_000, floats)
+        body = lf.js_stringify(payload).encode()
+        event = {"payload": payload, "headers": {"X-Pusher-Signature": sign_pusher("s", body)}}
+
+        def rebuild_and_verify():
+            request = lf.read_request(event)
+            lf.verify_pusher(request.headers["x-pusher-signature"], ("s",), request.body,
+                             payload=request.payload)
+        t = best({"ours": rebuild_and_verify,
+                  "dumps": lambda: json.dumps(payload, ensure_ascii=False,
+                                              separators=(",", ":"))})
+        report(f"rebuild + verify, {label} ({len(body)} B)", t["ours"] * 1e6, "us")
+        report(f"json.dumps of the same payload, {label}", t["dumps"] * 1e6, "us",
+               3 if not floats else None, t["ours"] / t["dumps"] if not floats else None)
+        if floats:
+            print(f"  {'(ratio, informational: floats take the exact slow path)':<58} "
+                  f"{t['ours'] / t['dumps']:>10.3f} x")
+
+
+def import_cost(module, preload=(), runs=15):
+    code = (f"import time{''.join(', ' + m for m in preload)}\n"
+            f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout)
+               for _ in range(runs)]
+    return statistics.median(samples)
+
+
+def cold_start_section():
+    tree = ast.parse((ROOT / "lambda_function.py").read_text())
+    stdlib = sorted({a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                     for a in n.names} | {n.module for n in ast.walk(tree)
+                                          if isinstance(n, ast.ImportFrom)})
+    print("Cold start (median of 15 fresh interpreters)")
+    ours = import_cost("lambda_function", preload=stdlib)
+    report("import lambda_function beyond its stdlib modules", ours * 1e3, "ms", 3, ours * 1e3)
+    report("import lambda_function including its stdlib modules",
+           import_cost("lambda_function") * 1e3, "ms")
+    report("import jwt (PyJWT, what the guides ship)", import_cost("jwt") * 1e3, "ms")
+    report("import qstash.receiver (the official SDK)", import_cost("qstash.receiver") * 1e3, "ms")
+    size = (ROOT / "lambda.zip").stat().st_size
+    report("lambda.zip size", size / 1024, "KB", 12, size / 1024)
+
+
+def main():
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
+    for section in (qstash_section, soketi_section, cold_start_section):
+        section()
+        print()
+    missed = results.count(False)
+    print(f"{len(results) - missed} of {len(results)} targets met")
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
