@@ -103,8 +103,9 @@ def _query(event, encode):
 
 
 def js_stringify(value):
-    """Node's JSON.stringify(value) for parsed JSON, exactly. json.dumps differs only for
-    floats (1e-7, 5) and lone surrogates (escaped by Node): those take the exact paths."""
+    """Node's JSON.stringify(value), exactly, for a value parsed from JSON that Node wrote (so
+    its keys are already in JavaScript's order). json.dumps differs only for floats (1e-7, 5)
+    and lone surrogates (Node escapes them): those take the exact paths below."""
     text = (_js(value) if _has_float(value) else
             json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     try:

@@ -1,0 +1,226 @@
+"""soketi/Pusher webhooks: the direct-invocation signature rebuilt exactly as Node computes it
+(real Node is the oracle), HTTP webhooks over every door, rotation, key and time window."""
+import base64
+import json
+import random
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import lambda_events as ev
+import lambda_function
+from conftest import APP_KEY, NEXT_SECRET, ROOT, SECRET, need
+from lambda_function import SignatureError, js_stringify, verify_pusher
+from signer import sign_pusher
+
+TRICKY_FLOATS = [1e-7, 0.000025, 0.1, 1e21, 123456789.125, 1e-6, 0.000001, 1e20, 5.0, -0.0,
+                 1.5e300, -2.5e-9, 1e16, 2.0 ** 53, 2.0 ** 53 + 2, 123456789012345680000.0,
+                 0.1 + 0.2, 1 / 3, -1e-300, 5e-324, 1.7976931348623157e308, 100.0, 1e-5]
+CHARS = ("abcXYZ 09\"\\/\b\f\n\r\t\x00\x01\x1f\x7f\u00e9\u00df\u4e2d\u2028\u2029\ufeff"
+         "\U0001f44b\U0001f600\ud800\udbff\udc00\udfff")
+
+
+def node_oracle(cases):
+    """[(secret, payload)] -> [(Node's JSON.stringify bytes, Node's signature)], one process."""
+    node = shutil.which("node")
+    need(node, "Node.js is required for the soketi oracle tests (apt-get install nodejs)")
+    lines = "".join(json.dumps([secret, json.dumps(payload)]) + "\n" for secret, payload in cases)
+    out = subprocess.run([node, str(ROOT / "tests/node/soketi_sign.js")], input=lines,
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    return [(base64.b64decode(b64), sig) for b64, sig in map(json.loads, out.splitlines())]
+
+
+def random_string(rng):
+    return "".join(rng.choice(CHARS) for _ in range(rng.randint(0, 12)))
+
+
+def random_value(rng, depth=0):
+    kind = rng.randint(0, 9 if depth < 4 else 5)
+    if kind == 0:
+        return random_string(rng)
+    if kind == 1:
+        return rng.choice(TRICKY_FLOATS) * rng.choice([1, -1])
+    if kind == 2:
+        return rng.uniform(-1, 1) * 10.0 ** rng.randint(-30, 30)
+    if kind == 3:
+        return rng.randint(-2 ** 53, 2 ** 53)
+    if kind == 4:
+        return rng.choice([True, False, None, 0, -1, 7])
+    if kind == 5:
+        return rng.choice(TRICKY_FLOATS)
+    if kind in (6, 7):
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {random_string(rng): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def random_payload(rng):
+    events = [{"name": "client_event", "channel": "private-" + random_string(rng),
+               "event": "client-" + random_string(rng), "data": random_value(rng),
+               "socket_id": "%d.%d" % (rng.randint(1, 9999), rng.randint(1, 9999)),
+               "user_id": rng.choice([rng.randint(1, 10 ** 6), random_string(rng)])}
+              for _ in range(rng.randint(1, 3))]
+    return {"time_ms": int(time.time() * 1000), "events": events}
+
+
+def test_rebuilt_bytes_equal_nodes_json_stringify_over_thousands_of_payloads():
+    rng = random.Random(2028)
+    payloads = [random_payload(rng) for _ in range(3000)]
+    payloads += [{"time_ms": 1, "events": [{"name": "x", "data": f}]} for f in TRICKY_FLOATS]
+    payloads += [{"time_ms": 1, "events": [{"name": "x", "data": c}]} for c in CHARS]
+    results = node_oracle([(SECRET, p) for p in payloads])
+    assert len(results) == len(payloads)
+    # As in production: Node wrote the event text, the runtime parsed it, we rebuild the bytes.
+    mismatches = [data for data, _ in results if js_stringify(json.loads(data)).encode() != data]
+    assert not mismatches, mismatches[:3]
+
+
+def test_node_reorders_integer_like_keys_so_the_runtime_receives_them_in_node_order():
+    """Why the test above parses Node's output: JS puts array-index keys first."""
+    [(data, _)] = node_oracle([(SECRET, {"b": 1, "9": 2, "a": 3, "0": 4})])
+    assert data == b'{"0":4,"9":2,"b":1,"a":3}'
+    assert js_stringify(json.loads(data)).encode() == data
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1e-7, "1e-7"), (0.000025, "0.000025"), (0.1, "0.1"), (1e21, "1e+21"),
+    (123456789.125, "123456789.125"), (5.0, "5"), (-0.0, "0"), (1e20, "100000000000000000000"),
+    ("\ud800", '"\\ud800"'), ("\u2028", '"\u2028"'), ("\x1f", '"\\u001f"')])
+def test_the_spec_cases_by_hand(value, expected):
+    assert js_stringify(value) == expected
+
+
+@pytest.fixture
+def soketi_payload():
+    return {"time_ms": int(time.time() * 1000), "events": [
+        {"name": "member_added", "channel": "presence-r\u00e9union", "user_id": 42},
+        {"name": "client_event", "channel": "private-c", "event": "client-typing",
+         "data": {"text": "\U0001f44b\u2028\x07", "lone": "\udc00", "ratio": 1e-7,
+                  "nested": [{"n": 0.000025}, 1e21, 123456789.125, 0.1]},
+         "socket_id": "1.2"}]}
+
+
+def invoke_event(payload, secret=SECRET, key=APP_KEY):
+    """The event soketi's Lambda trigger produces: Node's JSON text, parsed by the runtime."""
+    [(data, signature)] = node_oracle([(secret, payload)])
+    return {"payload": json.loads(data),
+            "headers": {"X-Pusher-Key": key, "X-Pusher-Signature": signature}}
+
+
+def test_direct_invocation_signed_by_node_is_accepted(soketi_env, soketi_payload, call, received):
+    response, log = call(invoke_event(soketi_payload))
+    assert response["statusCode"] == 200, log
+    assert log["shape"] == "soketi-invoke" and log["source"] == "soketi"
+    message = received[0]
+    assert message.source == "soketi" and message.events == soketi_payload["events"]
+    assert message.json["events"][1]["data"]["ratio"] == 1e-7
+
+
+def test_forged_direct_invocation_returns_401_and_never_raises(soketi_env, soketi_payload,
+                                                               call, received):
+    event = invoke_event(soketi_payload)
+    event["payload"]["events"][0]["user_id"] = 43
+    response, log = call(event)
+    assert response["statusCode"] == 401 and "does not match" in log["reason"]
+    assert not received
+
+
+def test_direct_invocation_with_the_wrong_secret_is_401(soketi_env, soketi_payload, call):
+    response, log = call(invoke_event(soketi_payload, secret="other-secret"))
+    assert response["statusCode"] == 401
+
+
+def test_rotation_second_secret(soketi_env, monkeypatch, soketi_payload, call):
+    event = invoke_event(soketi_payload, secret=NEXT_SECRET)
+    assert call(event)[0]["statusCode"] == 401
+    monkeypatch.setenv("SOKETI_NEXT_SECRET", NEXT_SECRET)
+    assert call(event)[0]["statusCode"] == 200
+
+
+def test_app_key_must_match_when_configured(soketi_env, monkeypatch, soketi_payload, call):
+    event = invoke_event(soketi_payload, key="another-app")
+    response, log = call(event)
+    assert response["statusCode"] == 401 and "X-Pusher-Key" in log["reason"]
+    monkeypatch.delenv("SOKETI_KEY")
+    assert call(event)[0]["statusCode"] == 200
+
+
+def test_direct_invocation_header_names_are_exact_case_but_read_case_insensitively(
+        soketi_env, soketi_payload, call):
+    event = invoke_event(soketi_payload)
+    event["headers"] = {k.lower(): v for k, v in event["headers"].items()}
+    assert call(event)[0]["statusCode"] == 200
+
+
+def test_upstash_signature_on_a_direct_invocation_is_not_trusted(qstash_env, soketi_env, call):
+    """QStash only calls over HTTP: a direct invocation has no URL to bind a token to."""
+    event = {"payload": {"time_ms": 1, "events": []},
+             "headers": {"Upstash-Signature": "a.b.c"}}
+    response, log = call(event)
+    assert response["statusCode"] == 401 and "no Upstash-Signature or X-Pusher" in log["reason"]
+
+
+# --- Over HTTP --------------------------------------------------------------------------------
+
+def http_body(payload):
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("door", ["function_url", "rest", "alb", "alb_multi"])
+def test_http_webhook_through_every_door(door, soketi_env, soketi_payload, call, received):
+    body = http_body(soketi_payload)
+    headers = ev.soketi_headers(APP_KEY, SECRET, body)
+    event = {"function_url": lambda: ev.function_url(headers=headers, body=body),
+             "rest": lambda: ev.rest(headers=headers, body=body),
+             "alb": lambda: ev.alb(headers=headers, body=body),
+             "alb_multi": lambda: ev.alb(headers=headers, body=body, multi_value=True)}[door]()
+    response, log = call(event)
+    assert response["statusCode"] == 200, log
+    assert received[0].events == soketi_payload["events"]
+
+
+def test_http_signature_covers_the_exact_bytes(soketi_env, soketi_payload, call):
+    body = json.dumps(soketi_payload, indent=1).encode()  # any bytes soketi chose to send
+    event = ev.function_url(headers=ev.soketi_headers(APP_KEY, SECRET, body), body=body)
+    assert call(event)[0]["statusCode"] == 200
+    event["body"] = event["body"].replace("\n", " ")
+    assert call(event)[0]["statusCode"] == 401
+
+
+@pytest.mark.parametrize("mutate", [str.upper, lambda s: s[:-1], lambda s: s + "0",
+                                    lambda s: " " + s[1:], lambda s: s[:10] + "\u00e9" + s[11:]])
+def test_signature_variants_are_refused(mutate, soketi_payload):
+    body = http_body(soketi_payload)
+    with pytest.raises(SignatureError):
+        verify_pusher(mutate(sign_pusher(SECRET, body)), SECRET, body)
+
+
+def test_time_window(soketi_payload, monkeypatch, soketi_env, call):
+    soketi_payload["time_ms"] -= 400 * 1000
+    body = http_body(soketi_payload)
+    with pytest.raises(SignatureError, match="time_ms"):
+        verify_pusher(sign_pusher(SECRET, body), SECRET, body)
+    assert verify_pusher(sign_pusher(SECRET, body), SECRET, body, max_age=500)
+    assert verify_pusher(sign_pusher(SECRET, body), SECRET, body, max_age=0)
+    event = ev.function_url(headers=ev.soketi_headers(APP_KEY, SECRET, body), body=body)
+    response, log = call(event)
+    assert response["statusCode"] == 401 and "SOKETI_MAX_AGE" in log["reason"]
+    monkeypatch.setenv("SOKETI_MAX_AGE", "0")
+    assert call(event)[0]["statusCode"] == 200
+    monkeypatch.setenv("SOKETI_MAX_AGE", "600")
+    assert call(event)[0]["statusCode"] == 200
+
+
+@pytest.mark.parametrize("time_ms", [None, "1", 10 ** 30, True, float("nan")])
+def test_missing_or_odd_time_ms_is_refused_while_the_window_is_on(time_ms):
+    payload = {"events": []} if time_ms is None else {"time_ms": time_ms, "events": []}
+    body = json.dumps(payload).encode()
+    with pytest.raises(SignatureError, match="time_ms"):
+        verify_pusher(sign_pusher(SECRET, body), SECRET, body)
+
+
+def test_signed_body_that_is_not_a_webhook_payload_is_refused():
+    for body in (b"not json", b"[]", b'{"events": {}}'):
+        with pytest.raises(SignatureError, match="events list"):
+            verify_pusher(sign_pusher(SECRET, body), SECRET, body, max_age=0)
