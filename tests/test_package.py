@@ -102,3 +102,14 @@ def test_help_lists_every_target():
                if "## " in line and not line.startswith("\t")}
     assert targets and all(f"make {t}" in out for t in targets)
     assert lambda_function.__doc__  # the module explains itself
+
+
+def test_fresh_sample_event_is_accepted_now(monkeypatch, call):
+    """README: `make_events.py --fresh function-url` prints an event valid for five minutes."""
+    env = {**__import__("os").environ, "QSTASH_CURRENT_SIGNING_KEY": "sig_MyOwnCurrentKey"}
+    out = subprocess.run([sys.executable, "make_events.py", "--fresh", "function-url"],
+                         cwd=ROOT / "tools", env=env, capture_output=True, text=True, check=True)
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_MyOwnCurrentKey")
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_MyOwnNextKey")
+    response, log = call(json.loads(out.stdout))
+    assert response["statusCode"] == 200, log
