@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 
+PORT   ?= 3000
+# Read by the tools from the environment, so quotes in BODY survive: make send BODY='{"a":1}'
+export PORT URL BODY EVENT
+
 .DEFAULT_GOAL := help
-.PHONY: help zip test bench clean
+.PHONY: help zip test bench clean serve invoke send create deploy
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,5 +27,20 @@ test: $(VENV)/.installed ## Install the pinned test packages into .venv and run 
 bench: $(VENV)/.installed zip ## Measure verify speed, import cost and zip size against targets
 	$(VPY) tools/bench.py
 
+serve: ## Local Function URL on 127.0.0.1:PORT (default 3000), running the handler as AWS does
+	@$(PYTHON) tools/serve.py
+
+invoke: ## Run the handler on an event file: make invoke EVENT=events/function-url.json
+	@$(PYTHON) tools/invoke.py "$(EVENT)"
+
+send: ## Sign BODY for URL as QStash does and POST it: make send URL=https://... BODY='{}'
+	@$(PYTHON) tools/send.py
+
+create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=arn
+	@$(PYTHON) tools/deploy.py create "$(FUNCTION)" "$(ROLE)"
+
+deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deploy FUNCTION=name
+	@$(PYTHON) tools/deploy.py update "$(FUNCTION)"
+
 clean: ## Remove lambda.zip, .venv and caches
-	rm -rf lambda.zip $(VENV) .pytest_cache tests/__pycache__ tools/__pycache__ __pycache__
+	rm -rf lambda.zip build $(VENV) .pytest_cache tests/__pycache__ tools/__pycache__ __pycache__

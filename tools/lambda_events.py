@@ -29,7 +29,10 @@ def _encode_body(headers, body, *, binary_for_non_text=True):
     if not body:
         return None, False
     if _is_text(headers) or not binary_for_non_text:
-        return body.decode("utf-8"), False
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass  # text type, but not text: AWS falls back to base64
     return base64.b64encode(body).decode("ascii"), True
 
 

@@ -1,0 +1,118 @@
+"""Start real peers on loopback for the tests: AWS's Runtime Interface Emulator, make serve,
+moto_server. Each is installed or fetched from the package registries by the tests
+themselves; under CI=true a missing peer fails the test instead of skipping it."""
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+from conftest import ROOT, need
+
+PEERS = ROOT / "build" / "peers"
+SAM_CLI = "aws-sam-cli==1.170.0"  # ships AWS's Runtime Interface Emulator as a static binary
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("exited with %s: %s" % (process.returncode, read_log(process)))
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("nothing listened on 127.0.0.1:%d within %ss" % (port, timeout))
+
+
+def read_log(process):
+    process.log.flush()
+    return open(process.log.name, encoding="utf-8", errors="replace").read()
+
+
+@contextlib.contextmanager
+def running(argv, *, env=None, cwd=None, port=None, log_path=None):
+    """Run argv in its own process group; yield it once `port` accepts; kill the group."""
+    log = open(log_path, "w+") if log_path else tempfile.NamedTemporaryFile(
+        "w+", suffix=".log", delete=False)
+    process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process.log = log
+    try:
+        if port:
+            wait_for_port(port, process)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def rie_binary():
+    """aws-lambda-rie, taken out of the aws-sam-cli wheel (fetched once into build/peers)."""
+    target = PEERS / "aws-lambda-rie"
+    if not target.exists():
+        PEERS.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", SAM_CLI, "-d", str(PEERS)],
+                       capture_output=True)
+        wheels = list(PEERS.glob("aws_sam_cli-*.whl"))
+        need(wheels, "could not download %s (it carries the Runtime Interface Emulator)" % SAM_CLI)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            target.write_bytes(wheel.read("samcli/local/rapid/aws-lambda-rie-x86_64"))
+        target.chmod(0o755)
+    return target
+
+
+def build_task(tmp_path):
+    """make zip, unzipped into a fresh folder: what Lambda puts in /var/task."""
+    subprocess.run(["make", "-s", "zip"], cwd=ROOT, check=True, capture_output=True)
+    task = tmp_path / "task"
+    with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
+        archive.extractall(task)
+    return task
+
+
+@contextlib.contextmanager
+def lambda_runtime(task, env_vars, handler="lambda_function.lambda_handler", python=None):
+    """AWS's emulator running `python -m awslambdaric HANDLER` in `task`, on loopback."""
+    need(_has_awslambdaric(python), "awslambdaric is not installed (make test installs it)")
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(task), "HOME": str(task),
+           "AWS_LAMBDA_FUNCTION_TIMEOUT": "30", **env_vars}
+    argv = [str(rie_binary()), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
+            "--runtime-api-address", "127.0.0.1:%d" % free_port(),
+            python or sys.executable, "-m", "awslambdaric", handler]
+    with running(argv, env=env, cwd=task, port=port) as process:
+        process.url = "http://127.0.0.1:%d/2015-03-31/functions/function/invocations" % port
+        yield process
+
+
+def _has_awslambdaric(python):
+    return subprocess.run([python or sys.executable, "-c", "import awslambdaric"],
+                          capture_output=True).returncode == 0
+
+
+def post(url, data, headers=None, method="POST", timeout=30):
+    """(status, headers, body bytes) of one HTTP request; HTTP errors are answers too."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
