@@ -92,13 +92,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             finally:
                 if own_url:
                     del os.environ["QSTASH_URL"]
+        self.log_result(captured.getvalue(), status, started)  # before answering: no race
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        self.log_result(captured.getvalue(), status, started)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_any
 
