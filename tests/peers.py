@@ -13,10 +13,10 @@ import urllib.error
 import urllib.request
 import zipfile
 
+import rie
 from conftest import ROOT, need
 
-PEERS = ROOT / "build" / "peers"
-SAM_CLI = "aws-sam-cli==1.170.0"  # ships AWS's Runtime Interface Emulator as a static binary
+PEERS = rie.PEERS
 
 
 def free_port():
@@ -65,18 +65,9 @@ def running(argv, *, env=None, cwd=None, port=None, log_path=None):
 
 def rie_binary():
     """aws-lambda-rie, taken out of the aws-sam-cli wheel (fetched once into build/peers)."""
-    target = PEERS / "aws-lambda-rie"
-    if not target.exists():
-        PEERS.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--disable-pip-version-check", SAM_CLI, "-d", str(PEERS)],
-                       capture_output=True)
-        wheels = list(PEERS.glob("aws_sam_cli-*.whl"))
-        need(wheels, "could not download %s (it carries the Runtime Interface Emulator)" % SAM_CLI)
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            target.write_bytes(wheel.read("samcli/local/rapid/aws-lambda-rie-x86_64"))
-        target.chmod(0o755)
-    return target
+    binary = rie.rie_binary()
+    need(binary, "could not download %s (it carries the Runtime Interface Emulator)" % rie.SAM_CLI)
+    return binary
 
 
 def build_task(tmp_path):
@@ -95,9 +86,8 @@ def lambda_runtime(task, env_vars, handler="lambda_function.lambda_handler", pyt
     port = free_port()
     env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(task), "HOME": str(task),
            "AWS_LAMBDA_FUNCTION_TIMEOUT": "30", **env_vars}
-    argv = [str(rie_binary()), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
-            "--runtime-api-address", "127.0.0.1:%d" % free_port(),
-            python or sys.executable, "-m", "awslambdaric", handler]
+    rie_binary()
+    argv = rie.emulator_argv(port, free_port(), python or sys.executable, handler)
     with running(argv, env=env, cwd=task, port=port) as process:
         process.url = "http://127.0.0.1:%d/2015-03-31/functions/function/invocations" % port
         yield process

@@ -16,7 +16,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
+import lambda_events  # noqa: E402
 import lambda_function as lf  # noqa: E402
+import rie  # noqa: E402
 from signer import sign_pusher, sign_qstash  # noqa: E402
 
 CURRENT, NEXT = "sig_BenchCurrentKey7Jq3pZ9w", "sig_BenchNextKey2Hc8vN4x"
@@ -125,14 +127,23 @@ def soketi_section():
                   f"{t['ours'] / t['dumps']:>10.3f} x")
 
 
-def import_cost(module, preload=(), runs=15):
+def import_cost(module, preload=(), runs=15, path=ROOT):
     code = (f"import time{''.join(', ' + m for m in preload)}\n"
             f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+    env = {**os.environ, "PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"}
+    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=path,
                                     capture_output=True, text=True, check=True).stdout)
                for _ in range(runs)]
     return statistics.median(samples)
+
+
+def source_only_copy():
+    """lambda_function.py alone in a folder, as Lambda's read-only /var/task holds it: no
+    __pycache__, so every import compiles the source, as every cold start does."""
+    import tempfile
+    folder = pathlib.Path(tempfile.mkdtemp())
+    (folder / "lambda_function.py").write_bytes((ROOT / "lambda_function.py").read_bytes())
+    return folder
 
 
 def cold_start_section():
@@ -140,20 +151,150 @@ def cold_start_section():
     stdlib = sorted({a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
                      for a in n.names} | {n.module for n in ast.walk(tree)
                                           if isinstance(n, ast.ImportFrom)})
-    print("Cold start (median of 15 fresh interpreters)")
-    ours = import_cost("lambda_function", preload=stdlib)
+    print("Cold start (median of 15 fresh interpreters; the source is compiled each time, as "
+          "in Lambda)")
+    folder = source_only_copy()
+    ours = import_cost("lambda_function", preload=stdlib, path=folder)
     report("import lambda_function beyond its stdlib modules", ours * 1e3, "ms", 3, ours * 1e3)
     report("import lambda_function including its stdlib modules",
-           import_cost("lambda_function") * 1e3, "ms")
+           import_cost("lambda_function", path=folder) * 1e3, "ms")
+    import py_compile
+    py_compile.compile(str(folder / "lambda_function.py"))  # for comparison only
+    report("(the same from cached bytecode, which Lambda never has)",
+           import_cost("lambda_function", preload=stdlib, path=folder) * 1e3, "ms")
     report("import jwt (PyJWT, what the guides ship)", import_cost("jwt") * 1e3, "ms")
     report("import qstash.receiver (the official SDK)", import_cost("qstash.receiver") * 1e3, "ms")
     size = (ROOT / "lambda.zip").stat().st_size
     report("lambda.zip size", size / 1024, "KB", 12, size / 1024)
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(port, process, timeout=30):
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def have_wrk():
+    import shutil
+    if not shutil.which("wrk") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True)
+    return shutil.which("wrk")
+
+
+def serve_section():
+    print("make serve under load: wrk, 1 thread, 4 connections, 10 s, signed 1 KB JSON")
+    if not have_wrk():
+        print("  skipped: wrk is not installed (apt-get install wrk)")
+        return
+    port, body = free_port(), json.dumps({"pad": "x" * 1000}, separators=(",", ":"))
+    url = f"http://127.0.0.1:{port}/bench"
+    env = {**os.environ, "PORT": str(port), "QSTASH_CURRENT_SIGNING_KEY": CURRENT,
+           "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    server = subprocess.Popen([sys.executable, str(ROOT / "tools/serve.py")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(port, server)
+        script = ROOT / "build" / "wrk.lua"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text('wrk.method = "POST"\nwrk.body = %s\n'
+                          'wrk.headers["Content-Type"] = "application/json"\n'
+                          'wrk.headers["Upstash-Signature"] = "%s"\n'
+                          % (json.dumps(body), sign_qstash(CURRENT, body, url)))
+        out = subprocess.run(["wrk", "-t1", "-c4", "-d10s", "--latency", "-s", str(script), url],
+                             capture_output=True, text=True, timeout=60).stdout
+    finally:
+        server.terminate()
+        server.wait()
+    fields = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()
+              and line.split()[0] in ("50%", "99%", "Requests/sec:")}
+    to_ms = lambda v: float(v[:-2]) if v.endswith("ms") else (
+        float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000)
+    report("requests per second", float(fields["Requests/sec:"]), "r/s")
+    report("latency p50", to_ms(fields["50%"]), "ms")
+    report("latency p99", to_ms(fields["99%"]), "ms")
+    errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "errors" in line]
+    print("  " + ("; ".join(errors) if errors else "every response was 2xx"))
+
+
+def guide_task():
+    """The guides' zip, unpacked: their handler with PyJWT installed beside it (with .pyc)."""
+    task = ROOT / "build" / "bench" / "guide"
+    if not (task / "jwt").exists():
+        task.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(task),
+                        "--disable-pip-version-check", "PyJWT==2.15.1"], check=True,
+                       capture_output=True)
+    (task / "lambda_function.py").write_bytes((ROOT / "tools/guide/lambda_function.py").read_bytes())
+    return task
+
+
+def our_task():
+    import zipfile
+    task = ROOT / "build" / "bench" / "ours"
+    task.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
+        archive.extractall(task)
+    return task
+
+
+def init_duration(task, event):
+    """Init Duration (ms) that the emulator reports for one cold start of `task`."""
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(task),
+           "QSTASH_CURRENT_SIGNING_KEY": CURRENT, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    process = subprocess.Popen(rie.emulator_argv(port, free_port(), sys.executable), cwd=task,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        wait_for(port, process)
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
+            json.dumps(event).encode()), timeout=30).read()
+    finally:
+        process.terminate()
+        output = process.communicate()[0]
+    marker = "INIT REPORT(durationMs: "
+    return float(output.split(marker)[1].split(")")[0])
+
+
+def runtime_section(rounds=9):
+    print(f"Cold start in AWS's runtime emulator (Init Duration, median of {rounds} cold starts)")
+    if not rie.rie_binary():
+        print("  skipped: the Runtime Interface Emulator could not be fetched")
+        return
+    url = "https://abc123.lambda-url.us-east-1.on.aws/"
+    event = lambda_events.function_url(url=url, body=b"{}", headers=lambda_events.qstash_headers(
+        CURRENT, b"{}", url))
+    tasks = {"ours": our_task(), "guide": guide_task()}
+    samples = {name: [] for name in tasks}
+    for _ in range(rounds):
+        for name, task in tasks.items():
+            samples[name].append(init_duration(task, event))
+    ours, guide = (statistics.median(samples[n]) for n in ("ours", "guide"))
+    report("our lambda.zip", ours, "ms")
+    report("the guides' handler + PyJWT", guide, "ms")
+    print(f"  {'ratio ours / guides (both include starting Python and awslambdaric)':<58} "
+          f"{ours / guide:>10.3f} x   ({guide - ours:.1f} ms saved)")
+
+
 def main():
     print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
-    for section in (qstash_section, soketi_section, cold_start_section):
+    for section in (qstash_section, soketi_section, cold_start_section, serve_section,
+                    runtime_section):
         section()
         print()
     missed = results.count(False)
