@@ -166,3 +166,20 @@ def test_without_keys_it_uses_the_dev_servers_public_keys_and_says_so():
     assert result.returncode == 0, result.stdout
     assert "PUBLIC keys" in banner and "sig_7kYj" in banner
     assert "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r" not in banner  # fingerprints, not keys
+
+
+@pytest.mark.parametrize("keys, status", [({}, 500), (
+    {"QSTASH_CURRENT_SIGNING_KEY": "sig_SampleCurrentKeyForTheEventsFolder",
+     "QSTASH_NEXT_SIGNING_KEY": "sig_SampleNextKeyForTheEventsFolder"}, 401)])
+def test_make_invoke_prints_the_log_line_and_the_response(keys, status):
+    result = subprocess.run(["make", "-s", "invoke", "EVENT=events/function-url.json"], cwd=ROOT,
+                            capture_output=True, text=True, env={"PATH": os.environ["PATH"], **keys})
+    assert result.returncode == 0, result.stderr
+    log, response = result.stdout.split("\n", 1)
+    assert json.loads(log)["status"] == status
+    assert json.loads(response)["statusCode"] == status
+
+
+def test_make_invoke_without_an_event_says_how():
+    result = subprocess.run(["make", "-s", "invoke"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "usage: make invoke EVENT=" in result.stderr
