@@ -77,3 +77,11 @@ def received(monkeypatch):
         return original(message)
     monkeypatch.setattr(lambda_function, "handle", recording)
     return seen
+
+
+try:  # no wall-clock limits in unit tests: hypothesis's default deadline is one
+    from hypothesis import settings
+    settings.register_profile("project", deadline=None, print_blob=True)
+    settings.load_profile("project")
+except ImportError:
+    pass
