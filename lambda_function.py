@@ -170,9 +170,11 @@ def verify(jwt_token, signing_key, body, url, *, clock_tolerance=CLOCK_TOLERANCE
     if len(parts) != 3:
         raise SignatureError("token has %d segments, not 3" % len(parts))
     if parts[0] != HS256_HEADER:
-        alg = _segment(parts[0], "header").get("alg")
-        if alg != "HS256":
-            raise SignatureError("header alg %r is not HS256" % str(alg)[:16])
+        header = _segment(parts[0], "header")
+        if header.get("alg") != "HS256":
+            raise SignatureError("header alg %r is not HS256" % str(header.get("alg"))[:16])
+        if "crit" in header:  # RFC 7515 4.1.11: refuse extensions not understood
+            raise SignatureError("header lists crit extensions, which QStash never sends")
     keys = (signing_key,) if isinstance(signing_key, str) else signing_key
     signed, signature = (parts[0] + "." + parts[1]).encode(), _unb64url(parts[2], "signature")
     for key in keys:

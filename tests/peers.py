@@ -70,6 +70,21 @@ def rie_binary():
     return binary
 
 
+def npm_install(name, package_json):
+    """Install a test peer's package.json (pinned versions) into build/peers/NAME, once."""
+    import shutil
+    need(shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed for " + name)
+    folder = PEERS / name
+    spec = package_json.read_text()
+    if not (folder / "node_modules").exists() or (folder / "package.json").read_text() != spec:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_text(spec)
+        result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                                cwd=folder, capture_output=True, text=True, timeout=600)
+        need(result.returncode == 0, "npm could not install %s: %s" % (name, result.stderr[-500:]))
+    return folder
+
+
 def build_task(tmp_path):
     """make zip, unzipped into a fresh folder: what Lambda puts in /var/task."""
     subprocess.run(["make", "-s", "zip"], cwd=ROOT, check=True, capture_output=True)

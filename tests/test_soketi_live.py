@@ -11,22 +11,11 @@ import sys
 import pytest
 
 from conftest import ROOT, need
-from peers import PEERS, build_task, rie_binary
-
-SOKETI = PEERS / "soketi"
+from peers import build_task, npm_install, rie_binary
 
 
 def install_soketi():
-    need(shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed for soketi")
-    marker = SOKETI / "node_modules" / "@soketi" / "soketi" / "package.json"
-    spec = (ROOT / "tests/soketi/package.json").read_text()
-    if not marker.exists() or (SOKETI / "package.json").read_text() != spec:
-        SOKETI.mkdir(parents=True, exist_ok=True)
-        (SOKETI / "package.json").write_text(spec)
-        result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                                cwd=SOKETI, capture_output=True, text=True, timeout=600)
-        need(result.returncode == 0, "npm could not install soketi: " + result.stderr[-500:])
-    return SOKETI
+    return npm_install("soketi", ROOT / "tests/soketi/package.json")
 
 
 @pytest.fixture(scope="module")

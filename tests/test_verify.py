@@ -187,6 +187,10 @@ def test_odd_headers_are_refused(header):
     assert reason(hand_token(header, claims))
 
 
+def test_crit_header_is_refused_even_when_signed():
+    assert "crit" in reason(pyjwt_token(headers={"crit": ["exp"], "exp": 1}))
+
+
 def test_duplicate_claim_keys_only_matter_after_the_mac():
     """Claims are parsed only once the MAC has verified; a forger cannot get that far."""
     claims = ('{"body":"%s","exp":%d,"iss":"Upstash","sub":"https://evil.example/","sub":"%s"}'
