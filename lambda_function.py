@@ -89,10 +89,9 @@ def _headers(raw):
     """Lowercase names once, here; repeats (lists, names differing in case) join with ","."""
     headers = {}
     for name, value in (raw or {}).items():
-        value = value if isinstance(value, str) else ",".join(value)
-        name = name.lower()
-        headers[name] = headers[name] + "," + value if name in headers else value
-    return headers
+        headers.setdefault(name.lower(), []).append(value if isinstance(value, str) else
+                                                    ",".join(value))
+    return {name: ",".join(values) for name, values in headers.items()}
 
 
 def _query(event, encode):
@@ -106,8 +105,12 @@ def js_stringify(value):
     """Node's JSON.stringify(value), exactly, for a value parsed from JSON that Node wrote (so
     its keys are already in JavaScript's order). json.dumps differs only for floats (1e-7, 5)
     and lone surrogates (Node escapes them): those take the exact paths below."""
-    text = (_js(value) if _has_float(value) else
-            json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    if _has_float(value):
+        parts = []
+        _js(value, parts)
+        text = "".join(parts)
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode()
     except UnicodeEncodeError:  # join surrogate pairs, then escape the lone ones as Node does
@@ -127,28 +130,39 @@ def _has_float(value):
     return False
 
 
-def _js(value):
+def _js(value, out):
+    """Append JSON.stringify's text for `value` to the list `out` (one pass, no copies)."""
     if type(value) is dict:
-        return "{%s}" % ",".join(json.dumps(k, ensure_ascii=False) + ":" + _js(v)
-                                 for k, v in value.items())
-    if type(value) is list:
-        return "[%s]" % ",".join(map(_js, value))
-    if type(value) is not float:
-        return json.dumps(value, ensure_ascii=False)
-    if value == 0 or value != value or abs(value) == float("inf"):
-        return "0" if value == 0 else "null"
-    # ECMAScript Number::toString from repr's shortest round-trip digits: n = point position
-    mantissa, _, exp = repr(abs(value)).partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac).lstrip("0")
-    n = len(whole) + int(exp or 0) - len(whole + frac) + len(digits)
-    digits, sign = digits.rstrip("0"), "-" if value < 0 else ""
-    if len(digits) <= n <= 21:
-        return sign + digits + "0" * (n - len(digits))
-    if -6 < n <= 21:
-        return sign + (digits[:n] + "." + digits[n:] if n > 0 else "0." + "0" * -n + digits)
-    fraction = "." + digits[1:] if len(digits) > 1 else ""
-    return "%s%s%se%+d" % (sign, digits[0], fraction, n - 1)
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            out.append(("," if i else "") + json.dumps(key, ensure_ascii=False) + ":")
+            _js(item, out)
+        out.append("}")
+    elif type(value) is list:
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _js(item, out)
+        out.append("]")
+    elif type(value) is not float:
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif value == 0 or value != value or abs(value) == float("inf"):
+        out.append("0" if value == 0 else "null")
+    else:  # ECMAScript Number::toString from repr's shortest round-trip digits
+        mantissa, _, exp = repr(abs(value)).partition("e")
+        whole, _, frac = mantissa.partition(".")
+        digits = (whole + frac).lstrip("0")
+        n = len(whole) + int(exp or 0) - len(whole + frac) + len(digits)  # point position
+        digits, sign = digits.rstrip("0"), "-" if value < 0 else ""
+        if len(digits) <= n <= 21:
+            out.append(sign + digits + "0" * (n - len(digits)))
+        elif -6 < n <= 21:
+            out.append(sign + (digits[:n] + "." + digits[n:] if n > 0 else
+                               "0." + "0" * -n + digits))
+        else:
+            fraction = "." + digits[1:] if len(digits) > 1 else ""
+            out.append("%s%s%se%+d" % (sign, digits[0], fraction, n - 1))
 
 
 # --- 2. Verification ----------------------------------------------------------------------

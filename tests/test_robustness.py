@@ -1,0 +1,106 @@
+"""The handler never falls over: arbitrary JSON values as events, and real event shapes with
+fields replaced by arbitrary values, always get a well-formed 4xx/5xx response and one log
+line, and never reach the business logic."""
+import json
+import pathlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import lambda_function
+from conftest import ROOT
+
+SAMPLES = [json.loads(p.read_text()) for p in sorted((ROOT / "events").glob("*.json"))]
+leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
+          | st.sampled_from(["", "2.0", "/", "%%%", "\ud800", "a" * 5000, "true", "{}"]))
+json_values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=5)
+                           | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+                           max_leaves=25)
+
+
+def check(response, log, received):
+    assert isinstance(response, dict)
+    assert isinstance(response["statusCode"], int) and 400 <= response["statusCode"] < 600
+    assert isinstance(response["body"], str) and "error" in json.loads(response["body"])
+    headers = response.get("headers") or {k: v[0] for k, v in response["multiValueHeaders"].items()}
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    assert log["status"] == response["statusCode"] and log["reason"]
+    assert not received
+
+
+def replace_at(event, path, value):
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+def paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from paths(item, prefix + (i,))
+
+
+SETTINGS = settings(max_examples=600, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(params=["configured", "unconfigured"])
+def config(request, monkeypatch):
+    if request.param == "configured":
+        monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_SampleCurrentKeyForTheEventsFolder")
+        monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_SampleNextKeyForTheEventsFolder")
+        monkeypatch.setenv("SOKETI_SECRET", "app-secret")
+        monkeypatch.setenv("SOKETI_KEY", "app-key")
+
+
+@SETTINGS
+@given(event=json_values)
+def test_arbitrary_json_values(event, config, call, received):
+    check(*call(event), received)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_real_shapes_with_fields_replaced_or_removed(data, config, call, received):
+    event = json.loads(json.dumps(data.draw(st.sampled_from(SAMPLES))))
+    for _ in range(data.draw(st.integers(1, 4))):
+        path = data.draw(st.sampled_from([p for p in paths(event) if p]))
+        if data.draw(st.booleans()) and isinstance(path[-1], str):
+            target = event
+            for key in path[:-1]:
+                target = target[key]
+            del target[path[-1]]
+        else:
+            replace_at(event, path, data.draw(json_values))
+    check(*call(event), received)
+
+
+@pytest.mark.parametrize("make", [
+    lambda e: e.update(body="A" * 3_000_001, isBase64Encoded=True),  # one char too many
+    lambda e: e.update(body="\ud800" * 1000),
+    lambda e: e.update(body="////" * 1_000_000, isBase64Encoded=True),
+    lambda e: e["headers"].update({"upstash-signature": "a" * 10_000_000}),
+    lambda e: e["headers"].update({"upstash-signature": ".".join(["e30"] * 100_000)}),
+    lambda e: e["headers"].update({"x-%d" % i: "v" for i in range(100_000)}),
+    lambda e: e["headers"].update({"upstash-signature": ["x"] * 1000}),
+    lambda e: e["headers"].update({"upstash-retried": "9" * 100000, "upstash-message-id": "m" * 10**6}),
+    lambda e: e.update(headers={"Upstash-Signature": "a", "UPSTASH-signature": "b"}),
+    lambda e: e.update(rawPath=None, rawQueryString=7),
+])
+def test_extreme_inputs(make, config, call, received):
+    event = json.loads((ROOT / "events/function-url.json").read_text())
+    make(event)
+    check(*call(event), received)
+
+
+def test_deep_nesting_everywhere(config, call, received):
+    deep = []
+    for _ in range(50_000):
+        deep = [deep]
+    for event in ({"version": "2.0", "headers": {"a": deep}}, {"payload": {"events": deep},
+                                                               "headers": {}}, deep):
+        check(*call(event), received)
