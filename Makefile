@@ -8,7 +8,7 @@ PORT   ?= 3000
 export PORT URL BODY EVENT
 
 .DEFAULT_GOAL := help
-.PHONY: help zip test bench clean serve invoke send create deploy
+.PHONY: help zip test bench stress clean serve invoke send create deploy
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed ## Install the pinned test packages into .venv and run 
 
 bench: $(VENV)/.installed zip ## Measure verify speed, import cost and zip size against targets
 	$(VPY) tools/bench.py
+
+stress: $(VENV)/.installed ## Attack suite at full size: 100k+ forgeries, differential, fuzzing
+	@$(VPY) -m pip install --quiet --disable-pip-version-check atheris==3.0.0 \
+		|| echo "atheris did not install here: the fuzzer will not run"
+	$(VPY) tools/stress/stress.py
 
 serve: ## Local Function URL on 127.0.0.1:PORT (default 3000), running the handler as AWS does
 	@$(PYTHON) tools/serve.py

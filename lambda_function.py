@@ -56,7 +56,7 @@ def read_request(event):
     try:
         if "payload" in event and "headers" in event and not ctx:
             shape = "soketi-invoke"  # soketi signed Node's JSON.stringify(payload): rebuild it
-            body = js_stringify(event["payload"]).encode()
+            body = node_json(event["payload"])
             return Request(shape, None, _headers(event["headers"]), body, event["payload"])
         headers = _headers(event.get("multiValueHeaders") or event.get("headers"))
         if event.get("version") == "2.0":  # Function URL, HTTP API: rawPath carries the stage
@@ -101,33 +101,68 @@ def _query(event, encode):
     return "&".join(encode(k) + "=" + encode(v) for k, v in pairs)
 
 
-def js_stringify(value):
-    """Node's JSON.stringify(value), exactly, for a value parsed from JSON that Node wrote (so
-    its keys are already in JavaScript's order). json.dumps differs only for floats (1e-7, 5)
-    and lone surrogates (Node escapes them): those take the exact paths below."""
-    if _has_float(value):
+def node_json(value):
+    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
+    that Node wrote (so its keys are already in JavaScript's order). The outer two levels go
+    member by member, so a 6 MB payload never exists as one (up to 4-byte-wide) str."""
+    floats, size = _scan(value)
+    if size < 1 << 20:
+        return _node_leaf(value, floats)
+    return b"".join(_node_chunks(value, 2, None if floats else False))
+
+
+def _node_chunks(value, depth, floats):
+    if depth and type(value) in (dict, list):
+        is_dict = type(value) is dict
+        yield b"{" if is_dict else b"["
+        for i, item in enumerate(value.items() if is_dict else value):
+            if i:
+                yield b","
+            if is_dict:
+                yield _node_leaf(item[0], False) + b":"
+                item = item[1]
+            yield from _node_chunks(item, depth - 1, floats)
+        yield b"}" if is_dict else b"]"
+    else:
+        yield _node_leaf(value, floats)
+
+
+_NODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _node_leaf(value, floats=None):
+    """json.dumps differs from Node only for floats (1e-7, 5) and lone surrogates (Node
+    escapes them): those take the exact paths here."""
+    if _scan(value)[0] if floats is None else floats:
         parts = []
         _js(value, parts)
         text = "".join(parts)
     else:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        text = _NODE.encode(value)
     try:
-        text.encode()
+        return text.encode()
     except UnicodeEncodeError:  # join surrogate pairs, then escape the lone ones as Node does
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-        text = "".join("\\u%04x" % ord(c) if "\ud800" <= c <= "\udfff" else c for c in text)
-    return text
+        return "".join("\\u%04x" % ord(c) if "\ud800" <= c <= "\udfff" else c
+                       for c in text).encode()
 
 
-def _has_float(value):
-    stack = [value]
+def _scan(value):
+    """(holds a float, rough size in characters), in one walk."""
+    stack, floats, size = [value], False, 0
     while stack:
         item = stack.pop()
-        if type(item) is float:
-            return True
-        if type(item) in (dict, list):
-            stack.extend(item.values() if type(item) is dict else item)
-    return False
+        kind, size = type(item), size + 2
+        if kind is dict:
+            stack.extend(item.values())
+            size += sum(map(len, item))
+        elif kind is list:
+            stack.extend(item)
+        elif kind is str:
+            size += len(item)
+        elif kind is float:
+            floats = True
+    return floats, size
 
 
 def _js(value, out):

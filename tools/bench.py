@@ -4,6 +4,8 @@ Every timing is the best of several interleaved rounds (candidates alternate, so
 noise hits them alike); ratios compare candidates from the same run. Exit status 1 when a
 target is missed."""
 import ast
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -109,7 +111,7 @@ def soketi_section():
     print("soketi direct invocation: rebuild Node's JSON.stringify(payload) and verify it")
     for label, floats in (("10 KB payload, no floats", False), ("10 KB payload, with floats", True)):
         payload = soketi_payload(10_000, floats)
-        body = lf.js_stringify(payload).encode()
+        body = lf.node_json(payload)
         event = {"payload": payload, "headers": {"X-Pusher-Signature": sign_pusher("s", body)}}
 
         def rebuild_and_verify():
@@ -291,10 +293,58 @@ def runtime_section(rounds=9):
           f"{ours / guide:>10.3f} x   ({guide - ours:.1f} ms saved)")
 
 
+def limits_section():
+    """Time per byte from 1 KB to the 6 MB Lambda limit, and peak extra memory at 6 MB, for
+    whole requests through lambda_handler (the body arrives inside the event already)."""
+    import tracemalloc
+    print("Limits: whole signed requests through lambda_handler, 1 KB to 6 MB")
+    url = "https://abc123.lambda-url.us-east-1.on.aws/big"
+    os.environ.update(QSTASH_CURRENT_SIGNING_KEY=CURRENT, QSTASH_NEXT_SIGNING_KEY=NEXT,
+                      SOKETI_SECRET="bench-secret")
+    def events(size):
+        text = json.dumps({"pad": "x" * (size - 12)}).encode()
+        binary = os.urandom(size * 3 // 4)  # base64 makes the event's body 4/3 larger
+        payload = soketi_payload(size, with_floats=False)
+        signed = lf.node_json(payload)
+        return {
+            "JSON text body": lambda_events.function_url(url=url, body=text, headers={
+                **lambda_events.qstash_headers(CURRENT, text, url)}),
+            "binary body, base64 in the event": lambda_events.function_url(
+                url=url, body=binary, headers={**lambda_events.qstash_headers(CURRENT, binary, url),
+                                              "Content-Type": "application/octet-stream"}),
+            "soketi direct invocation": {"payload": payload, "headers": {
+                "X-Pusher-Signature": sign_pusher("bench-secret", signed)}},
+        }, {"JSON text body": len(text), "binary body, base64 in the event": len(binary),
+            "soketi direct invocation": len(signed)}
+    per_kb, sink = {}, io.StringIO()
+    for size in (1024, 64 * 1024, 1 << 20, 6 * 1000 * 1000):
+        built, sizes = events(size)
+        for kind, event in built.items():
+            with contextlib.redirect_stdout(sink):
+                status = lf.lambda_handler(event, None)["statusCode"]
+                seconds = best({"x": lambda: lf.lambda_handler(event, None)},
+                               rounds=5 if size > 1 << 20 else 9, budget=0.01)["x"]
+            assert status == 200, (kind, size, status)
+            per_kb.setdefault(kind, {})[size] = seconds / sizes[kind] * 1024 * 1e6
+            if size == 6 * 1000 * 1000:
+                tracemalloc.start()
+                with contextlib.redirect_stdout(sink):
+                    lf.lambda_handler(event, None)
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                report(f"peak extra memory at 6 MB, {kind} (x body size)", peak / sizes[kind],
+                       "x", 3, peak / sizes[kind])
+    for kind, figures in per_kb.items():
+        print(f"  time per KB, {kind}: " + ", ".join(
+            f"{size // 1024} KB {us:.2f} us" for size, us in figures.items()))
+        report(f"time per byte at 6 MB vs at 64 KB, {kind}", figures[6_000_000], "us/KB",
+               1.5, figures[6_000_000] / figures[64 * 1024])
+
+
 def main():
     print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
-    for section in (qstash_section, soketi_section, cold_start_section, serve_section,
-                    runtime_section):
+    for section in (qstash_section, soketi_section, limits_section, cold_start_section,
+                    serve_section, runtime_section):
         section()
         print()
     missed = results.count(False)
