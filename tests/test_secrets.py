@@ -13,7 +13,7 @@ import lambda_function
 from lambda_function import NonRetryableError
 from signer import sign_pusher, sign_qstash
 
-PER_OUTCOME = 40
+PER_OUTCOME = 200
 URL = "https://abc123.lambda-url.us-east-1.on.aws/hook"
 
 
