@@ -1,7 +1,6 @@
 """Differential testing against the official receivers: the same cases go to our verify, the
 Python SDK's Receiver.verify and the TypeScript SDK's Receiver.verify (one long-lived Node
 process). Every disagreement must fall into a documented class (SECURITY.md)."""
-import base64
 import binascii
 import json
 import subprocess

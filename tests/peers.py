@@ -4,36 +4,25 @@ themselves; under CI=true a missing peer fails the test instead of skipping it."
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 
+import loopback
 import rie
+from loopback import free_port  # noqa: F401 (the tests import it from here)
 from conftest import ROOT, need
 
 PEERS = rie.PEERS
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port, process, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("exited with %s: %s" % (process.returncode, read_log(process)))
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError("nothing listened on 127.0.0.1:%d within %ss" % (port, timeout))
+    if not loopback.wait_for_port(port, process, timeout):
+        raise RuntimeError("nothing listened on 127.0.0.1:%d (exit %s): %s"
+                           % (port, process.poll(), read_log(process)))
 
 
 def read_log(process):

@@ -3,7 +3,6 @@ only the standard library and parses as Python 3.9; the sample events do what RE
 import ast
 import hashlib
 import json
-import pathlib
 import subprocess
 import sys
 import zipfile

@@ -2,12 +2,10 @@
 fields replaced by arbitrary values, always get a well-formed 4xx/5xx response and one log
 line, and never reach the business logic."""
 import json
-import pathlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import lambda_function
 from conftest import ROOT
 
 SAMPLES = [json.loads(p.read_text()) for p in sorted((ROOT / "events").glob("*.json"))]

@@ -1,13 +1,11 @@
 """Every door into the Lambda: each event shape normalizes to the same request, and each gets
 a response in its own valid shape. Malformed events are a 400 with a reason, never a raise."""
-import base64
 import json
 import os
 
 import pytest
 
 import lambda_events as ev
-import lambda_function
 from conftest import APP_KEY, KEY, SECRET
 
 T0 = 1_790_000_000

@@ -10,7 +10,6 @@ import time
 import pytest
 
 import lambda_events as ev
-import lambda_function
 from conftest import APP_KEY, NEXT_SECRET, ROOT, SECRET, need
 from lambda_function import SignatureError, node_json, verify_pusher
 from signer import sign_pusher

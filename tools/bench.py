@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import lambda_events  # noqa: E402
+from loopback import free_port, wait_for_port as wait_for  # noqa: E402
 import lambda_function as lf  # noqa: E402
 import rie  # noqa: E402
 from signer import sign_pusher, sign_qstash  # noqa: E402
@@ -168,25 +169,6 @@ def cold_start_section():
     report("import qstash.receiver (the official SDK)", import_cost("qstash.receiver") * 1e3, "ms")
     size = (ROOT / "lambda.zip").stat().st_size
     report("lambda.zip size", size / 1024, "KB", 12, size / 1024)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(port, process, timeout=30):
-    import socket
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def have_wrk():

@@ -2,7 +2,6 @@
 (method, public URL, headers, body bytes). Used by the tests, `make serve` and the sample
 events in events/. Never shipped in lambda.zip."""
 import base64
-import json
 import secrets
 import time
 import urllib.parse

@@ -2,7 +2,6 @@
 any forged request is accepted, any disagreement with the official receivers falls outside
 the documented classes, or the fuzzer finds a crash."""
 import collections
-import json
 import os
 import pathlib
 import subprocess
