@@ -112,17 +112,17 @@ def node_json(value):
 
 
 def _node_chunks(value, depth, floats):
-    if depth and type(value) in (dict, list):
-        is_dict = type(value) is dict
-        yield b"{" if is_dict else b"["
-        for i, item in enumerate(value.items() if is_dict else value):
-            if i:
-                yield b","
-            if is_dict:
-                yield _node_leaf(item[0], False) + b":"
-                item = item[1]
+    if depth and type(value) is dict:
+        yield b"{"
+        for i, (key, item) in enumerate(value.items()):
+            yield (b"," if i else b"") + _node_leaf(key, False) + b":"
             yield from _node_chunks(item, depth - 1, floats)
-        yield b"}" if is_dict else b"]"
+        yield b"}"
+    elif depth and type(value) is list:  # slices of 64 items, one encoder call each
+        yield b"["
+        for start in range(0, len(value), 64):
+            yield (b"," if start else b"") + _node_leaf(value[start:start + 64], floats)[1:-1]
+        yield b"]"
     else:
         yield _node_leaf(value, floats)
 
