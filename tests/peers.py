@@ -31,10 +31,10 @@ def read_log(process):
 
 
 @contextlib.contextmanager
-def running(argv, *, env=None, cwd=None, port=None, log_path=None):
-    """Run argv in its own process group; yield it once `port` accepts; kill the group."""
-    log = open(log_path, "w+") if log_path else tempfile.NamedTemporaryFile(
-        "w+", suffix=".log", delete=False)
+def running(argv, *, env=None, cwd=None, port=None):
+    """Run argv in its own process group; yield it once `port` accepts; kill the group.
+    Its output is in `process.log` (readable with read_log) while the block runs."""
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log")
     process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     process.log = log
@@ -50,6 +50,7 @@ def running(argv, *, env=None, cwd=None, port=None, log_path=None):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        log.close()
 
 
 def rie_binary():
