@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements-test.txt
 test: $(VENV)/.installed ## Install the pinned test packages into .venv and run every test
 	$(VPY) -m pytest tests $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed zip ## Measure verify speed, import cost and zip size against targets
+bench: $(VENV)/.installed zip ## Figures vs targets: verify, soketi, 6 MB limits, cold start, serve load
 	$(VPY) tools/bench.py
 
 stress: $(VENV)/.installed ## Attack suite at full size: 100k+ forgeries, differential, fuzzing
