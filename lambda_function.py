@@ -170,7 +170,7 @@ def _js(value, out):
     if type(value) is dict:
         out.append("{")
         for i, (key, item) in enumerate(value.items()):
-            out.append(("," if i else "") + json.dumps(key, ensure_ascii=False) + ":")
+            out.append(("," if i else "") + _NODE.encode(key) + ":")
             _js(item, out)
         out.append("}")
     elif type(value) is list:
@@ -181,7 +181,7 @@ def _js(value, out):
             _js(item, out)
         out.append("]")
     elif type(value) is not float:
-        out.append(json.dumps(value, ensure_ascii=False))
+        out.append(_NODE.encode(value))
     elif value == 0 or value != value or abs(value) == float("inf"):
         out.append("0" if value == 0 else "null")
     else:  # ECMAScript Number::toString from repr's shortest round-trip digits

@@ -9,7 +9,6 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 
 import loopback
 import rie
@@ -78,10 +77,7 @@ def npm_install(name, package_json):
 def build_task(tmp_path):
     """make zip, unzipped into a fresh folder: what Lambda puts in /var/task."""
     subprocess.run(["make", "-s", "zip"], cwd=ROOT, check=True, capture_output=True)
-    task = tmp_path / "task"
-    with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
-        archive.extractall(task)
-    return task
+    return rie.unpack(tmp_path / "task")
 
 
 @contextlib.contextmanager

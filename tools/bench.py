@@ -226,12 +226,7 @@ def guide_task():
 
 
 def our_task():
-    import zipfile
-    task = ROOT / "build" / "bench" / "ours"
-    task.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
-        archive.extractall(task)
-    return task
+    return rie.unpack(ROOT / "build" / "bench" / "ours")
 
 
 def init_duration(task, event):

@@ -27,6 +27,14 @@ def rie_binary():
     return target
 
 
+def unpack(target):
+    """lambda.zip unzipped into `target`: what Lambda puts in /var/task."""
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
+        archive.extractall(target)
+    return target
+
+
 def emulator_argv(port, runtime_api_port, python, handler="lambda_function.lambda_handler"):
     """Run `python -m awslambdaric HANDLER` under the emulator, both bound to loopback."""
     return [str(rie_binary()), "--runtime-interface-emulator-address", "127.0.0.1:%d" % port,
