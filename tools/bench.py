@@ -18,6 +18,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
+import cpython  # noqa: E402
 import lambda_events  # noqa: E402
 from loopback import free_port, wait_for_port as wait_for  # noqa: E402
 import lambda_function as lf  # noqa: E402
@@ -110,7 +111,8 @@ def soketi_payload(target_bytes, with_floats):
 
 def soketi_section():
     print("soketi direct invocation: rebuild Node's JSON.stringify(payload) and verify it")
-    for label, floats in (("10 KB payload, no floats", False), ("10 KB payload, with floats", True)):
+    for label, floats in (("10 KB payload, no floats", False),
+                          ("10 KB payload, with floats", True)):
         payload = soketi_payload(10_000, floats)
         body = lf.node_json(payload)
         event = {"payload": payload, "headers": {"X-Pusher-Signature": sign_pusher("s", body)}}
@@ -130,11 +132,11 @@ def soketi_section():
                   f"{t['ours'] / t['dumps']:>10.3f} x")
 
 
-def import_cost(module, preload=(), runs=15, path=ROOT):
+def import_cost(module, preload=(), runs=15, path=ROOT, python=sys.executable):
     code = (f"import time{''.join(', ' + m for m in preload)}\n"
             f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
     env = {**os.environ, "PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"}
-    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=path,
+    samples = [float(subprocess.run([str(python), "-c", code], env=env, cwd=path,
                                     capture_output=True, text=True, check=True).stdout)
                for _ in range(runs)]
     return statistics.median(samples)
@@ -159,11 +161,18 @@ def cold_start_section():
     folder = source_only_copy()
     ours = import_cost("lambda_function", preload=stdlib, path=folder)
     report("import lambda_function beyond its stdlib modules", ours * 1e3, "ms", 3, ours * 1e3)
+    for version in cpython.RELEASES:  # built by make test (tests/test_versions.py)
+        python = cpython.interpreter(version)
+        if python:
+            report(f"the same on Python {version} (built here without PGO)",
+                   import_cost("lambda_function", stdlib, path=folder, python=python) * 1e3, "ms")
+        else:
+            print(f"  (Python {version}: not built; make test builds it into build/peers)")
     report("import lambda_function including its stdlib modules",
            import_cost("lambda_function", path=folder) * 1e3, "ms")
     import py_compile
     py_compile.compile(str(folder / "lambda_function.py"))  # for comparison only
-    report("(the same from cached bytecode, which Lambda never has)",
+    report("beyond its stdlib modules, from bytecode (Lambda never has it)",
            import_cost("lambda_function", preload=stdlib, path=folder) * 1e3, "ms")
     report("import jwt (PyJWT, what the guides ship)", import_cost("jwt") * 1e3, "ms")
     report("import qstash.receiver (the official SDK)", import_cost("qstash.receiver") * 1e3, "ms")
@@ -204,8 +213,10 @@ def serve_section():
         server.wait()
     fields = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()
               and line.split()[0] in ("50%", "99%", "Requests/sec:")}
-    to_ms = lambda v: float(v[:-2]) if v.endswith("ms") else (
-        float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000)
+
+    def to_ms(v):
+        return float(v[:-2]) if v.endswith("ms") else (
+            float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000)
     report("requests per second", float(fields["Requests/sec:"]), "r/s")
     report("latency p50", to_ms(fields["50%"]), "ms")
     report("latency p99", to_ms(fields["99%"]), "ms")
@@ -221,7 +232,8 @@ def guide_task():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(task),
                         "--disable-pip-version-check", "PyJWT==2.15.1"], check=True,
                        capture_output=True)
-    (task / "lambda_function.py").write_bytes((ROOT / "tools/guide/lambda_function.py").read_bytes())
+    guide = ROOT / "tools" / "guide" / "lambda_function.py"
+    (task / "lambda_function.py").write_bytes(guide.read_bytes())
     return task
 
 

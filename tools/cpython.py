@@ -1,0 +1,87 @@
+"""Other CPython versions than the one running, for the compatibility tests and `make bench`.
+
+Lambda runs lambda_function.py on Python 3.9 to 3.13. The oldest and the newest are built here
+from Debian's copies of the CPython release tarballs (checked against the sha256 that Debian's
+source index lists), once, into build/peers/cpython-X.Y. About two minutes each on two cores.
+"""
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PEERS = ROOT / "build" / "peers"
+POOL = "http://deb.debian.org/debian/pool/main/p/"
+RELEASES = {  # version: (release, sha256 of the tarball), from Debian bullseye and trixie
+    "3.9": ("3.9.2", "3c2034c54f811448f516668dce09d24008a0716c3a794dd8639b5388cbde247d"),
+    "3.13": ("3.13.5", "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"),
+}
+
+
+def interpreter(version):
+    """build/peers/cpython-X.Y/bin/pythonX.Y if it is built, else None."""
+    python = PEERS / ("cpython-" + version) / "bin" / ("python" + version)
+    return python if python.exists() else None
+
+
+def build(version, log=sys.stderr):
+    """The interpreter for `version`, built from source if need be; raises RuntimeError with
+    the reason when it cannot be downloaded or built."""
+    if interpreter(version):
+        return interpreter(version)
+    release, sha256 = RELEASES[version]
+    url = "%spython%s/python%s_%s.orig.tar.xz" % (POOL, version, version, release)
+    prefix = PEERS / ("cpython-" + version)
+    with tempfile.TemporaryDirectory() as work:
+        tarball = pathlib.Path(work) / "cpython.tar.xz"
+        try:
+            with urllib.request.urlopen(url, timeout=300) as response, open(tarball, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as error:
+            raise RuntimeError("could not download %s: %s" % (url, error)) from None
+        if hashlib.sha256(tarball.read_bytes()).hexdigest() != sha256:
+            raise RuntimeError("%s does not have the sha256 Debian lists" % url)
+        with tarfile.open(tarball) as archive:
+            archive.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter")
+                                        else {}))
+        source = next(p for p in pathlib.Path(work).iterdir() if p.name.startswith("Python-"))
+        print("building CPython %s (about two minutes)" % release, file=log, flush=True)
+        jobs = str(os.cpu_count() or 2)
+        for step in (["./configure", "--prefix=" + str(prefix), "--without-ensurepip"],
+                     ["make", "-j" + jobs], ["make", "install"]):
+            result = subprocess.run(step, cwd=source, capture_output=True, text=True)
+            if result.returncode:
+                shutil.rmtree(prefix, ignore_errors=True)
+                raise RuntimeError("CPython %s: %s failed: %s"
+                                   % (release, " ".join(step), result.stderr[-800:]))
+    return interpreter(version)
+
+
+def venv(version, requirements):
+    """A virtual environment on that interpreter with `requirements` installed (by this
+    interpreter's pip, which resolves for the other version), rebuilt when they change."""
+    folder = PEERS / ("venv-" + version)
+    python, stamp = folder / "bin" / "python", folder / "requirements.txt"
+    spec = pathlib.Path(requirements).read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != spec:
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([str(build(version)), "-m", "venv", "--without-pip", str(folder)],
+                       check=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                                 "--quiet", "--disable-pip-version-check", "-r",
+                                 str(requirements)], capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError("pip could not install %s for Python %s: %s"
+                               % (requirements, version, result.stderr[-800:]))
+        stamp.write_text(spec)
+    return python
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or RELEASES:
+        print(build(name))
