@@ -14,9 +14,12 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+# The SDK hands our short test keys to PyJWT, which warns about their length on every call.
+warnings.filterwarnings("ignore", message="The HMAC key is")
 
 import cpython  # noqa: E402
 import lambda_events  # noqa: E402
@@ -142,6 +145,24 @@ def import_cost(module, preload=(), runs=15, path=ROOT, python=sys.executable):
     return statistics.median(samples)
 
 
+def compile_instructions(path):
+    """Instructions CPython spends compiling `path`, counted by callgrind: the same count on
+    every run, whatever else the machine does, so changes can be compared without noise.
+    None when valgrind is not installed."""
+    import shutil
+    if not shutil.which("valgrind"):
+        return None
+    code = "import sys\nsource = open(sys.argv[1], 'rb').read()\n" \
+           "for _ in range(int(sys.argv[2])): compile(source, 'lambda_function.py', 'exec')"
+
+    def count(times):
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                              sys.executable, "-c", code, str(path), str(times)],
+                             capture_output=True, text=True).stderr
+        return int(next(line.split()[-1] for line in out.splitlines() if "Collected" in line))
+    return count(1) - count(0)
+
+
 def source_only_copy():
     """lambda_function.py alone in a folder, as Lambda's read-only /var/task holds it: no
     __pycache__, so every import compiles the source, as every cold start does."""
@@ -168,6 +189,10 @@ def cold_start_section():
                    import_cost("lambda_function", stdlib, path=folder, python=python) * 1e3, "ms")
         else:
             print(f"  (Python {version}: not built; make test builds it into build/peers)")
+    instructions = compile_instructions(folder / "lambda_function.py")
+    if instructions:
+        report("compiling it, in instructions (callgrind: no timing noise)", instructions / 1e6,
+               "M")
     report("import lambda_function including its stdlib modules",
            import_cost("lambda_function", path=folder) * 1e3, "ms")
     import py_compile
