@@ -14,8 +14,8 @@ import tarfile
 import tempfile
 import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PEERS = ROOT / "build" / "peers"
+from rie import PEERS
+
 POOL = "http://deb.debian.org/debian/pool/main/p/"
 RELEASES = {  # version: (release, sha256 of the tarball), from Debian bullseye and trixie
     "3.9": ("3.9.2", "3c2034c54f811448f516668dce09d24008a0716c3a794dd8639b5388cbde247d"),
