@@ -176,7 +176,8 @@ def _same_mac_other_spelling(case):
     head, claims, sig = case.token.split(".")
     o_head, o_claims, o_sig = original.split(".")
     try:
-        decode = lambda s: binascii.a2b_base64(s.replace("-", "+").replace("_", "/") + "==")
+        def decode(s):
+            return binascii.a2b_base64(s.replace("-", "+").replace("_", "/") + "==")
         return (head, claims) == (o_head, o_claims) and decode(sig) == decode(o_sig)
     except (binascii.Error, ValueError):
         return False

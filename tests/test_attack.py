@@ -92,7 +92,8 @@ def test_pusher_signature_binds_body_and_secret(seed, body, data):
 def test_the_engine_covers_what_the_issue_lists():
     for needed in ("byte change", "truncation", "extension", "padding added",
                    "standard base64 alphabet", "segment swap", "header swap",
-                   "claim edit re-signed with a wrong key", "alg none", "alg HS384 with the right key",
+                   "claim edit re-signed with a wrong key", "alg none",
+                   "alg HS384 with the right key",
                    "alg HS512 with the right key", "alg RS256", "alg lowercase", "alg missing",
                    "duplicate keys in header", "duplicate keys in claims", "body change"):
         assert needed in QSTASH_CLASSES

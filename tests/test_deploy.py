@@ -51,7 +51,8 @@ def test_create_then_deploy(aws_env, tmp_path):
     role = aws(aws_env, "iam", "create-role", "--role-name", "webhook-role",
                "--assume-role-policy-document", TRUST)["Role"]["Arn"]
     created = make(aws_env, ROOT, "create", "FUNCTION=webhook", "ROLE=" + role,
-                   QSTASH_CURRENT_SIGNING_KEY="sig_deployCurrent", QSTASH_NEXT_SIGNING_KEY="sig_deployNext",
+                   QSTASH_CURRENT_SIGNING_KEY="sig_deployCurrent",
+                   QSTASH_NEXT_SIGNING_KEY="sig_deployNext",
                    QSTASH_URL="https://hooks.example.com/q", UNRELATED_SECRET="do-not-ship")
     assert created.returncode == 0, created.stderr
     url = created.stdout.split("Function URL, to give QStash: ")[1].split()[0]
@@ -60,14 +61,16 @@ def test_create_then_deploy(aws_env, tmp_path):
     assert config["Handler"] == "lambda_function.lambda_handler"
     assert config["Runtime"] == "python3.12" and config["Role"] == role
     assert config["Environment"]["Variables"] == {
-        "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrent", "QSTASH_NEXT_SIGNING_KEY": "sig_deployNext",
+        "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrent",
+        "QSTASH_NEXT_SIGNING_KEY": "sig_deployNext",
         "QSTASH_URL": "https://hooks.example.com/q"}
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
     assert "sig_deploy" not in created.stdout + created.stderr  # names printed, never values
 
     url_config = aws(aws_env, "lambda", "get-function-url-config", "--function-name", "webhook")
     assert url_config["AuthType"] == "NONE" and url_config["FunctionUrl"] == url
-    policy = json.loads(aws(aws_env, "lambda", "get-policy", "--function-name", "webhook")["Policy"])
+    policy = aws(aws_env, "lambda", "get-policy", "--function-name", "webhook")["Policy"]
+    policy = json.loads(policy)
     actions = {s["Action"]: s for s in policy["Statement"]}
     assert actions["lambda:InvokeFunctionUrl"]["Principal"] == "*"
     assert actions["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "NONE"

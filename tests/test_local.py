@@ -96,7 +96,7 @@ def test_one_log_line_per_request(echo):
     for _ in range(3):
         request(echo.port, "GET", "/count")
     lines = read_log(echo).splitlines()[before:]
-    assert len(lines) == 3 and all(json.loads(l)["path"] == "/count" for l in lines)
+    assert len(lines) == 3 and all(json.loads(line)["path"] == "/count" for line in lines)
 
 
 # --- The real handler behind make serve ---------------------------------------------------------
@@ -173,7 +173,8 @@ def test_without_keys_it_uses_the_dev_servers_public_keys_and_says_so():
      "QSTASH_NEXT_SIGNING_KEY": "sig_SampleNextKeyForTheEventsFolder"}, 401)])
 def test_make_invoke_prints_the_log_line_and_the_response(keys, status):
     result = subprocess.run(["make", "-s", "invoke", "EVENT=events/function-url.json"], cwd=ROOT,
-                            capture_output=True, text=True, env={"PATH": os.environ["PATH"], **keys})
+                            capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"], **keys})
     assert result.returncode == 0, result.stderr
     log, response = result.stdout.split("\n", 1)
     assert json.loads(log)["status"] == status

@@ -88,7 +88,8 @@ def test_real_shapes_with_fields_replaced_or_removed(data, config, call, receive
     lambda e: e["headers"].update({"upstash-signature": ".".join(["e30"] * 100_000)}),
     lambda e: e["headers"].update({"x-%d" % i: "v" for i in range(100_000)}),
     lambda e: e["headers"].update({"upstash-signature": ["x"] * 1000}),
-    lambda e: e["headers"].update({"upstash-retried": "9" * 100000, "upstash-message-id": "m" * 10**6}),
+    lambda e: e["headers"].update({"upstash-retried": "9" * 100000,
+                                   "upstash-message-id": "m" * 10**6}),
     lambda e: e.update(headers={"Upstash-Signature": "a", "UPSTASH-signature": "b"}),
     lambda e: e.update(rawPath=None, rawQueryString=7),
 ])

@@ -74,8 +74,8 @@ def test_malformed_event_is_400_in_the_real_runtime(runtime):
 def test_log_line_reaches_the_runtime_output(runtime):
     invoke(runtime, pyjwt_event())
     log = open(runtime.log.name).read()
-    lines = [json.loads(l) for l in log.splitlines() if l.startswith('{"outcome"')]
-    assert any(l["outcome"] == "accepted" and l["request_id"] for l in lines)
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith('{"outcome"')]
+    assert any(line["outcome"] == "accepted" and line["request_id"] for line in lines)
     assert KEYS["QSTASH_CURRENT_SIGNING_KEY"] not in log and "sig_Runtime" not in log
 
 

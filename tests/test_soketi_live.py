@@ -26,7 +26,8 @@ def report(tmp_path_factory):
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
     need(probe.returncode == 0, "cannot create a network namespace: %s" % probe.stderr[-200:])
     task = build_task(tmp_path_factory.mktemp("soketi"))
-    result = subprocess.run(["unshare", "-rn", sys.executable, str(ROOT / "tests/soketi/scenario.py"),
+    scenario = ROOT / "tests/soketi/scenario.py"
+    result = subprocess.run(["unshare", "-rn", sys.executable, str(scenario),
                              str(ROOT), str(soketi), str(rie_binary()), str(task)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -136,39 +136,57 @@ def soketi_section():
 
 
 def import_cost(module, preload=(), runs=15, path=ROOT, python=sys.executable):
-    code = (f"import time{''.join(', ' + m for m in preload)}\n"
-            f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
+    return import_costs((module,), preload, runs, path, python)[module]
+
+
+def import_costs(modules, preload=(), runs=15, path=ROOT, python=sys.executable):
+    """Median import time of each module, each in a fresh interpreter, taken in turns so that
+    the machine's swings fall on all of them alike."""
     env = {**os.environ, "PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"}
-    samples = [float(subprocess.run([str(python), "-c", code], env=env, cwd=path,
-                                    capture_output=True, text=True, check=True).stdout)
-               for _ in range(runs)]
-    return statistics.median(samples)
+    samples = {module: [] for module in modules}
+    for _ in range(runs):
+        for module in modules:
+            code = (f"import time{''.join(', ' + m for m in preload)}\n"
+                    f"t = time.perf_counter(); import {module}; print(time.perf_counter() - t)")
+            samples[module].append(float(subprocess.run(
+                [str(python), "-c", code], env=env, cwd=path, capture_output=True, text=True,
+                check=True).stdout))
+    return {module: statistics.median(values) for module, values in samples.items()}
 
 
-def compile_instructions(path):
+def compile_instructions(path, after_first=False):
     """Instructions CPython spends compiling `path`, counted by callgrind: the same count on
     every run, whatever else the machine does, so changes can be compared without noise.
+    after_first: leave out the one-time setup the first compile in a process pays (building
+    the AST node types), which any handler file compiled from source pays too.
     None when valgrind is not installed."""
     import shutil
     if not shutil.which("valgrind"):
         return None
-    code = "import sys\nsource = open(sys.argv[1], 'rb').read()\n" \
+    setup = "compile(b'', '-', 'exec')\n" if after_first else ""
+    code = "import sys\nsource = open(sys.argv[1], 'rb').read()\n" + setup + \
            "for _ in range(int(sys.argv[2])): compile(source, 'lambda_function.py', 'exec')"
 
     def count(times):
         out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                               sys.executable, "-c", code, str(path), str(times)],
+                             env={**os.environ, "PYTHONHASHSEED": "0"},
                              capture_output=True, text=True).stderr
         return int(next(line.split()[-1] for line in out.splitlines() if "Collected" in line))
     return count(1) - count(0)
 
 
+EMPTY_HANDLER = "def lambda_handler(event, context):\n    return {'statusCode': 200}\n"
+
+
 def source_only_copy():
     """lambda_function.py alone in a folder, as Lambda's read-only /var/task holds it: no
-    __pycache__, so every import compiles the source, as every cold start does."""
+    __pycache__, so every import compiles the source, as every cold start does. Beside it, an
+    empty handler, the floor any handler file compiled from source pays."""
     import tempfile
     folder = pathlib.Path(tempfile.mkdtemp())
     (folder / "lambda_function.py").write_bytes((ROOT / "lambda_function.py").read_bytes())
+    (folder / "empty_handler.py").write_text(EMPTY_HANDLER)
     return folder
 
 
@@ -180,8 +198,11 @@ def cold_start_section():
     print("Cold start (median of 15 fresh interpreters; the source is compiled each time, as "
           "in Lambda)")
     folder = source_only_copy()
-    ours = import_cost("lambda_function", preload=stdlib, path=folder)
+    costs = import_costs(("lambda_function", "empty_handler"), preload=stdlib, path=folder)
+    ours, empty = costs["lambda_function"], costs["empty_handler"]
     report("import lambda_function beyond its stdlib modules", ours * 1e3, "ms", 3, ours * 1e3)
+    report("an empty handler file, imported the same way", empty * 1e3, "ms")
+    report("so ours adds, beyond any handler file", (ours - empty) * 1e3, "ms")
     for version in cpython.RELEASES:  # built by make test (tests/test_versions.py)
         python = cpython.interpreter(version)
         if python:
@@ -189,9 +210,20 @@ def cold_start_section():
                    import_cost("lambda_function", stdlib, path=folder, python=python) * 1e3, "ms")
         else:
             print(f"  (Python {version}: not built; make test builds it into build/peers)")
+    distribution = pathlib.Path("/usr/bin/python3.11")
+    if distribution.exists():
+        costs = import_costs(("lambda_function", "empty_handler"), stdlib, path=folder,
+                             python=distribution)
+        report("the same on Debian's own optimized build of Python 3.11",
+               costs["lambda_function"] * 1e3, "ms")
+        report("  of which beyond an empty handler there",
+               (costs["lambda_function"] - costs["empty_handler"]) * 1e3, "ms")
     instructions = compile_instructions(folder / "lambda_function.py")
     if instructions:
         report("compiling it, in instructions (callgrind: no timing noise)", instructions / 1e6,
+               "M")
+        report("  of which Python's one-time compiler setup (any handler)",
+               (instructions - compile_instructions(folder / "lambda_function.py", True)) / 1e6,
                "M")
     report("import lambda_function including its stdlib modules",
            import_cost("lambda_function", path=folder) * 1e3, "ms")

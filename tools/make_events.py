@@ -14,7 +14,8 @@ import sys
 import lambda_events as ev
 from signer import sign_pusher
 
-SAMPLE_QSTASH_KEYS = ("sig_SampleCurrentKeyForTheEventsFolder", "sig_SampleNextKeyForTheEventsFolder")
+SAMPLE_QSTASH_KEYS = ("sig_SampleCurrentKeyForTheEventsFolder",
+                      "sig_SampleNextKeyForTheEventsFolder")
 SAMPLE_SOKETI = ("app-key", "app-secret")  # soketi's default app key and secret
 SAMPLE_TIME = 1790000000  # 2026-09-21T14:13:20Z
 BODY = b'{"hello":"world","order":42}'

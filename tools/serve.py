@@ -125,7 +125,8 @@ def main():
     port = int(os.environ.get("PORT") or 3000)
     if not any(os.environ.get(name) for name in SECRET_NAMES):
         os.environ.update(DEV_KEYS)
-        print("!" * 78 + "\n!! No signing keys set: using the QStash CLI dev server's PUBLIC keys.\n"
+        print("!" * 78 + "\n"
+              "!! No signing keys set: using the QStash CLI dev server's PUBLIC keys.\n"
               "!! Anyone can sign with them. The deployed handler never falls back to them.\n"
               + "!" * 78, flush=True)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -93,7 +93,8 @@ def fuzz():
     started = time.time()
     result = subprocess.run([sys.executable, "fuzz_handler.py", f"-atheris_runs={FUZZ_RUNS}"],
                             cwd=ROOT / "tools/stress", capture_output=True, text=True)
-    tail = [l for l in result.stderr.splitlines() if l.startswith(("Done", "#", "==", "Traceback"))]
+    tail = [line for line in result.stderr.splitlines()
+            if line.startswith(("Done", "#", "==", "Traceback"))]
     print(f"fuzzing with atheris: {FUZZ_RUNS} inputs, exit {result.returncode}, "
           f"{time.time() - started:.1f} s")
     print("  " + (tail[-1] if tail else result.stderr[-300:]) + "\n")
