@@ -1,0 +1,107 @@
+"""Lambda's Python 3.10 and 3.12 runtimes, for the compatibility tests, as Pyodide under Node.
+
+No CPython 3.10 or 3.12 source is reachable from here (Debian carries 3.9, 3.11 and 3.13, which
+tools/cpython.py builds). The npm registry carries Pyodide: CPython compiled to WebAssembly,
+with CPython's own parser, compiler and standard library at that version. Fetched once into
+build/peers/pyodide-X.Y and checked against the integrity (sha512) the registry lists.
+
+Where it differs from Lambda's build, and what the tests do about it:
+- no subprocesses: the Node.js oracle tests skip there (they run on every other version);
+- hashlib without OpenSSL: CPython's own SHA-256, the fallback the handler must work on too;
+- ssl is a separate download: PyJWT and httpx import it when loaded, and nothing the tests call
+  uses it, so a stand-in that defines SSLContext sits in the packages folder;
+- a smaller C stack: Node is given 2 MB, so deep-nesting tests reach Python's RecursionError.
+"""
+import base64
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.request
+
+from rie import PEERS, ROOT
+
+RELEASES = {  # Python version: (Pyodide release, the npm registry's integrity for its tarball)
+    "3.10": ("0.22.1", "sha512-6+PkFLTC+kcBKtFQxYBxR44J5IBxLm8UGkobLgZv1SxzV9qOU2rb0YYf0qDtlnfD"
+                       "iN/IQd2uckf+D8Zwe88Mqg=="),
+    "3.12": ("0.27.7", "sha512-RUSVJlhQdfWfgO9hVHCiXoG+nVZQRS5D9FzgpLJ/VcgGBLSAKoPL8kTiOikxbHQm"
+                       "1kRISeWUBdulEgO26qpSRA=="),
+}
+TARBALL = "https://registry.npmjs.org/pyodide/-/pyodide-%s.tgz"
+RUNNER = ROOT / "tools" / "pyodide_run.js"
+# pytest's own needs below Python 3.11. pip evaluates markers for the Python running it, not
+# the --python-version it installs for, so they are named here (the releases the 3.9 run uses).
+BELOW_3_11 = ["exceptiongroup==1.3.1", "tomli==2.5.0"]
+SSL_STANDIN = '"""Stand-in: Pyodide ships ssl apart; nothing the tests call uses it."""\n' \
+              "class SSLContext:\n    pass\n"
+
+
+def fetch(version):
+    """build/peers/pyodide-X.Y, downloaded and checked if need be; RuntimeError says why not."""
+    folder = PEERS / ("pyodide-" + version)
+    if (folder / "pyodide.js").exists():
+        return folder
+    release, integrity = RELEASES[version]
+    try:
+        with urllib.request.urlopen(TARBALL % release, timeout=300) as response:
+            data = response.read()
+    except OSError as error:
+        raise RuntimeError("could not download %s: %s" % (TARBALL % release, error)) from None
+    if "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode() != integrity:
+        raise RuntimeError("%s does not have the integrity npm lists" % (TARBALL % release))
+    staging = PEERS / ("pyodide-" + version + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        for member in archive.getmembers():  # package/<file>, nothing else, no links
+            name = pathlib.PurePosixPath(member.name)
+            if member.isfile() and name.parts[0] == "package" and ".." not in name.parts:
+                target = staging.joinpath(*name.parts[1:])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
+def site(version, requirements):
+    """The test packages for that Python, pure-Python wheels installed by the host's pip into
+    build/peers/pyodide-site-X.Y, rebuilt when the requirements change."""
+    folder = PEERS / ("pyodide-site-" + version)
+    extra = BELOW_3_11 if tuple(map(int, version.split("."))) < (3, 11) else []
+    spec = pathlib.Path(requirements).read_text() + "".join(line + "\n" for line in extra)
+    stamp = folder / "requirements.txt"
+    if stamp.exists() and stamp.read_text() == spec:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--target", str(folder), "--python-version", version, "--implementation", "py",
+         "--abi", "none", "--platform", "any", "--only-binary=:all:", "-r", str(requirements),
+         *extra], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError("pip could not install %s for Pyodide's Python %s: %s"
+                           % (requirements, version, result.stderr[-800:]))
+    (folder / "ssl.py").write_text(SSL_STANDIN)
+    stamp.write_text(spec)
+    return folder
+
+
+def command(version, requirements, *python_args):
+    """argv that runs `python *python_args` on Pyodide's Python `version` in the project
+    folder (mounted at /project), with the test packages on its path."""
+    node = shutil.which("node")
+    if not node:
+        raise RuntimeError("Node.js is required to run Pyodide (apt-get install nodejs)")
+    return [node, "--stack-size=2000", str(RUNNER), str(fetch(version)),
+            str(site(version, requirements)), str(ROOT), json.dumps(list(python_args))]
+
+
+if __name__ == "__main__":  # python tools/pyodide.py 3.12 -c "import sys; print(sys.version)"
+    requirements = ROOT / "requirements-compat.txt"
+    sys.exit(subprocess.run(command(sys.argv[1], requirements, *sys.argv[2:]),
+                            env={**os.environ}).returncode)
