@@ -16,26 +16,30 @@ sys.path.insert(0, "/packages")
 os.chdir("/project")
 sys.dont_write_bytecode = True
 args = list(ARGS)
+status = 0
 try:
     if args[0] == "-c":
-        sys.argv, sys.path[:0] = ["-c", *args[2:]], [""]
+        sys.argv = ["-c", *args[2:]]
+        sys.path.insert(0, "")
         exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
     elif args[0] == "-m":
-        sys.argv, sys.path[:0] = [args[1], *args[2:]], ["/project"]
+        sys.argv = [args[1], *args[2:]]
+        sys.path.insert(0, "/project")
         runpy.run_module(args[1], run_name="__main__", alter_sys=True)
     else:
         raise SystemExit("usage: -c CODE [ARG ...] | -m MODULE [ARG ...]")
-    status = 0
-except SystemExit as exit:
-    status = exit.code if isinstance(exit.code, int) or exit.code is None else 1
-    if not isinstance(exit.code, int) and exit.code is not None:
+except SystemExit as exit:  # as python does: an int is the status, anything else is printed
+    if exit.code is None or isinstance(exit.code, int):
+        status = exit.code or 0
+    else:
         print(exit.code, file=sys.stderr)
+        status = 1
 except BaseException:
     traceback.print_exc()
     status = 1
 sys.stdout.flush()
 sys.stderr.flush()
-status or 0
+status
 `;
 
 (async () => {
