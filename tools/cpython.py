@@ -4,7 +4,9 @@ Lambda runs lambda_function.py on Python 3.9 to 3.13. The oldest and the newest 
 from Debian's copies of the CPython release tarballs (checked against the sha256 that Debian's
 source index lists), once, into build/peers/cpython-X.Y. About two minutes each on two cores.
 """
+import base64
 import hashlib
+import io
 import os
 import pathlib
 import shutil
@@ -29,6 +31,21 @@ def interpreter(version):
     return python if python.exists() else None
 
 
+def download(url, algorithm, expected):
+    """The bytes at `url`, checked against the digest its source lists: `expected` is the hex
+    digest, or npm's integrity form "sha512-<base64>". RuntimeError says what failed."""
+    try:
+        with urllib.request.urlopen(url, timeout=300) as response:
+            data = response.read()
+    except OSError as error:
+        raise RuntimeError("could not download %s: %s" % (url, error)) from None
+    digest = hashlib.new(algorithm, data)
+    if expected not in (digest.hexdigest(),
+                        algorithm + "-" + base64.b64encode(digest.digest()).decode()):
+        raise RuntimeError("%s does not have the %s its source lists" % (url, algorithm))
+    return data
+
+
 def build(version, log=sys.stderr):
     """The interpreter for `version`, built from source if need be; raises RuntimeError with
     the reason when it cannot be downloaded or built."""
@@ -38,15 +55,7 @@ def build(version, log=sys.stderr):
     url = "%spython%s/python%s_%s.orig.tar.xz" % (POOL, version, version, release)
     prefix = PEERS / ("cpython-" + version)
     with tempfile.TemporaryDirectory() as work:
-        tarball = pathlib.Path(work) / "cpython.tar.xz"
-        try:
-            with urllib.request.urlopen(url, timeout=300) as response, open(tarball, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except OSError as error:
-            raise RuntimeError("could not download %s: %s" % (url, error)) from None
-        if hashlib.sha256(tarball.read_bytes()).hexdigest() != sha256:
-            raise RuntimeError("%s does not have the sha256 Debian lists" % url)
-        with tarfile.open(tarball) as archive:
+        with tarfile.open(fileobj=io.BytesIO(download(url, "sha256", sha256))) as archive:
             archive.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter")
                                         else {}))
         source = next(p for p in pathlib.Path(work).iterdir() if p.name.startswith("Python-"))

@@ -12,18 +12,15 @@ Where it differs from Lambda's build, and what the tests do about it:
   uses it, so a stand-in that defines SSLContext sits in the packages folder;
 - a smaller C stack: Node is given 2 MB, so deep-nesting tests reach Python's RecursionError.
 """
-import base64
-import hashlib
 import io
 import json
-import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import tarfile
-import urllib.request
 
+from cpython import download
 from rie import PEERS, ROOT
 
 RELEASES = {  # Python version: (Pyodide release, the npm registry's integrity for its tarball)
@@ -47,13 +44,7 @@ def fetch(version):
     if (folder / "pyodide.js").exists():
         return folder
     release, integrity = RELEASES[version]
-    try:
-        with urllib.request.urlopen(TARBALL % release, timeout=300) as response:
-            data = response.read()
-    except OSError as error:
-        raise RuntimeError("could not download %s: %s" % (TARBALL % release, error)) from None
-    if "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode() != integrity:
-        raise RuntimeError("%s does not have the integrity npm lists" % (TARBALL % release))
+    data = download(TARBALL % release, "sha512", integrity)
     staging = PEERS / ("pyodide-" + version + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
@@ -103,5 +94,4 @@ def command(version, requirements, *python_args):
 
 if __name__ == "__main__":  # python tools/pyodide.py 3.12 -c "import sys; print(sys.version)"
     requirements = ROOT / "requirements-compat.txt"
-    sys.exit(subprocess.run(command(sys.argv[1], requirements, *sys.argv[2:]),
-                            env={**os.environ}).returncode)
+    sys.exit(subprocess.run(command(sys.argv[1], requirements, *sys.argv[2:])).returncode)
