@@ -2,283 +2,637 @@
 
 Deploy this one file. Every invocation takes one path, in the order of this file:
 
-    event -> read_request -> authenticate -> handle (YOUR CODE: section 3) -> respond
+    event -> read_request -> load_configuration -> authenticate -> handle -> respond
+             (section 2)     (section 1)           (sections 4-6)   (7: YOUR CODE)  (8)
 
-Nothing reaches `handle` unless its signature, claims and body hash check out. Configuration
-comes from the environment, read on every request (README.md, "Configuration").
+Nothing reaches `handle` unless its signature, claims and body hash check out. What decides
+trust comes only from three places: fields AWS sets (`requestContext.domainName`), what a
+signature covers (the token's claims, the signed body), and the operator's configuration
+(environment variables, read on every request; README.md, "Configuration"). Headers, paths and
+queries are the caller's words: they never decide that a request is accepted.
 """
+from __future__ import annotations
+
 import base64
 import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
+import re
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qsl, urlsplit
 
-CLOCK_TOLERANCE = 5  # seconds of clock skew allowed on exp, nbf, iat (QSTASH_CLOCK_TOLERANCE)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
+    from typing import Any, Mapping, Optional, Sequence, Union
+
+# --- 0. Limits and exceptions ------------------------------------------------------------
+
+CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK_TOLERANCE)
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
 MAX_TOKEN_LENGTH = 8192  # characters of Upstash-Signature, checked before any decoding
-HS256_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}, QStash's
-QSTASH_KEYS = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
-SOKETI_SECRETS = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
+MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit, bytes
+MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
+
+# The QStash CLI dev server signs with these published keys, and soketi's default app secret
+# is in its docs: anyone can sign with them, so a deployed function refuses them unless
+# ALLOW_PUBLIC_DEV_KEYS=1 says this is a local test.
+PUBLIC_DEV_KEYS = frozenset({
+    "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",  # QStash dev server, current
+    "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs",  # QStash dev server, next
+    "app-secret",  # soketi's default SOKETI_DEFAULT_APP_SECRET
+})
 
 
 class SignatureError(Exception):
-    """Not provably from the sender (401). The message names the check that failed."""
-
-
-class NonRetryableError(Exception):
-    """Raise in `handle` for a message that can never succeed: 489, QStash moves it to the DLQ."""
+    """The request is not provably from its sender (401). The message names the failed check."""
 
 
 class Reject(Exception):
-    """Reject(status, reason): stop with that HTTP status; the reason is logged and returned."""
+    """Reject(status, reason): stop with that HTTP status (400-599); the reason is logged and
+    returned. Raised by the handler's own checks, and usable in `handle`."""
 
 
-# --- 1. Event -> request ------------------------------------------------------------------
+class NonRetryableError(Exception):
+    """Raise in `handle` for a message that can never succeed (bad data, a deleted account).
+
+    Answers 489 with `Upstash-NonRetryable-Error: true`: QStash stops retrying and moves the
+    message to its DLQ at once. Any other exception answers 500, which QStash retries with its
+    default backoff (3 retries: after about 12 s, 2.5 min and 30 min).
+    """
+
+
+# --- 1. Configuration: read once per request, judged whatever the request says ----------
+
+QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
+SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
+REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
+DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}|arn:aws[a-z-]*:dynamodb:[^\s]+")
+METRICS_NAMESPACE_TEXT = re.compile(r"[A-Za-z0-9.\-_/#:]{1,255}")
+
+
+class Configuration:
+    """The operator's settings, validated. Built by `load_configuration` from the environment.
+
+    qstash_keys maps a key set's prefix to its (current, next) keys: "" for the plain set,
+    "US_EAST_1" for `US_EAST_1_QSTASH_CURRENT_SIGNING_KEY` and its next key.
+    """
+
+    def __init__(self) -> None:
+        self.qstash_keys: dict[str, tuple[str, str]] = {}
+        self.soketi_secrets: list[str] = []
+        self.soketi_key: Optional[str] = None
+        self.destination_urls: list[str] = []
+        self.clock_tolerance: float = CLOCK_TOLERANCE
+        self.soketi_max_age: float = SOKETI_MAX_AGE
+
+
+def configuration_errors(environ: Mapping[str, str]) -> list[str]:
+    """Every problem with the configuration in `environ`, each naming the variable and the
+    rule, never the value; [] when the handler would run with it. `make create` and
+    `make deploy` call this before deploying."""
+    return _read_configuration(environ)[1]
+
+
+def load_configuration(environ: Mapping[str, str]) -> Configuration:
+    """The configuration, or Reject(500) naming the first problem: a broken setting fails
+    every request alike, so no caller can pick a broken key set with a header."""
+    configuration, errors = _read_configuration(environ)
+    if errors:
+        raise Reject(500, errors[0])
+    return configuration
+
+
+def _read_configuration(environ: Mapping[str, str]) -> tuple[Configuration, list[str]]:
+    configuration = Configuration()
+    errors: list[str] = []
+    allow_dev_keys = _read_allow_dev_keys(environ, errors)
+
+    for prefix in _qstash_key_set_prefixes(environ):
+        names = [prefix + "_" + name if prefix else name for name in QSTASH_KEY_NAMES]
+        keys = [environ.get(name, "") for name in names]
+        missing = [name for name, key in zip(names, keys) if not key]
+        if missing:
+            errors.append("%s is not set: QStash keys come in pairs (current and next), "
+                          "copy both from the console" % missing[0])
+            continue
+        for name, key in zip(names, keys):
+            errors += _secret_errors(name, key, MIN_QSTASH_KEY_LENGTH, allow_dev_keys)
+        configuration.qstash_keys[prefix] = (keys[0], keys[1])
+
+    current_secret, next_secret = (environ.get(name, "") for name in SOKETI_SECRET_NAMES)
+    if next_secret and not current_secret:
+        errors.append("SOKETI_NEXT_SECRET is set but SOKETI_SECRET is not")
+    for name, secret in zip(SOKETI_SECRET_NAMES, (current_secret, next_secret)):
+        if secret:
+            errors += _secret_errors(name, secret, 1, allow_dev_keys)
+            configuration.soketi_secrets.append(secret)
+    soketi_key = environ.get("SOKETI_KEY", "")
+    if soketi_key:
+        errors += _secret_errors("SOKETI_KEY", soketi_key, 1, allow_dev_keys=True)
+        configuration.soketi_key = soketi_key
+
+    if not configuration.qstash_keys and not configuration.soketi_secrets and not errors:
+        errors.append("QSTASH_CURRENT_SIGNING_KEY is not set (nor SOKETI_SECRET): "
+                      "no request can be verified")
+
+    destinations = environ.get("QSTASH_DESTINATION_URL", "")
+    for url in destinations.split():
+        problem = _destination_url_problem(url)
+        if problem:
+            errors.append("QSTASH_DESTINATION_URL: " + problem)
+        configuration.destination_urls.append(url)
+
+    configuration.clock_tolerance = _read_seconds(
+        environ, "QSTASH_CLOCK_TOLERANCE", CLOCK_TOLERANCE, errors)
+    configuration.soketi_max_age = _read_seconds(environ, "SOKETI_MAX_AGE", SOKETI_MAX_AGE, errors)
+    _check_optional_features(environ, errors)
+    return configuration, errors
+
+
+def _read_allow_dev_keys(environ: Mapping[str, str], errors: list[str]) -> bool:
+    value = environ.get("ALLOW_PUBLIC_DEV_KEYS", "")
+    if value.lower() in ("", "0", "false", "no"):
+        return False
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    errors.append("ALLOW_PUBLIC_DEV_KEYS must be 1 or unset")
+    return False
+
+
+def _qstash_key_set_prefixes(environ: Mapping[str, str]) -> list[str]:
+    """"" for the plain set when either of its keys is set, and each region whose
+    `REGION_QSTASH_..._SIGNING_KEY` is set, in a stable order."""
+    prefixes = set()
+    for name, value in environ.items():
+        if not value:
+            continue
+        if name in QSTASH_KEY_NAMES:
+            prefixes.add("")
+            continue
+        regional = REGIONAL_KEY_NAME.fullmatch(name)
+        if regional:
+            prefixes.add(regional.group(1))
+    return sorted(prefixes)
+
+
+def _secret_errors(name: str, value: str, min_length: int, allow_dev_keys: bool) -> list[str]:
+    """The rules every key and secret follows; the message never holds the value."""
+    if value != value.strip() or value[:1] in "\"'" or value[-1:] in "\"'":
+        return ["%s has leading or trailing whitespace or quotes: paste the key alone" % name]
+    if len(value) < min_length:
+        return ["%s is shorter than %d characters: not a real QStash key (placeholder?)"
+                % (name, min_length)]
+    if value in PUBLIC_DEV_KEYS and not allow_dev_keys:
+        return ["%s is a published development key that anyone can sign with; use your own, "
+                "or set ALLOW_PUBLIC_DEV_KEYS=1 for local tests only" % name]
+    return []
+
+
+def _destination_url_problem(url: str) -> Optional[str]:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "a value is not a URL"
+    if parts.scheme not in ("http", "https") or not host:
+        return "each value must be an absolute http(s) URL, as given to QStash"
+    if host == "upstash.io" or host.endswith(".upstash.io"):
+        return ("a value is QStash's own API (%s), not this function's URL: "
+                "set the URL QStash delivers to" % host)
+    return None
+
+
+def _read_seconds(environ: Mapping[str, str], name: str, default: float,
+                  errors: list[str]) -> float:
+    text = environ.get(name, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 86400:  # also false for NaN
+        errors.append("%s must be a number of seconds from 0 to 86400" % name)
+        return default
+    return value
+
+
+def _check_optional_features(environ: Mapping[str, str], errors: list[str]) -> None:
+    table = environ.get("DEDUP_TABLE", "")
+    if table and not DEDUP_TABLE_NAME.fullmatch(table):
+        errors.append("DEDUP_TABLE must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -) "
+                      "or a table ARN")
+    ttl = environ.get("DEDUP_TTL", "")
+    if ttl and not (ttl.isdigit() and 60 <= int(ttl) <= 366 * 86400):
+        errors.append("DEDUP_TTL must be whole seconds from 60 to 31622400")
+    namespace = environ.get("METRICS_NAMESPACE", "")
+    if namespace and (not METRICS_NAMESPACE_TEXT.fullmatch(namespace)
+                      or namespace.startswith("AWS/")):
+        errors.append("METRICS_NAMESPACE must be 1-255 of A-Z a-z 0-9 . - _ / # : "
+                      "and not start with AWS/")
+
+
+# --- 2. Event -> request: every door Lambda has, normalized once ------------------------
+
+SOKETI_INVOKE = "soketi-invoke"
+ALB_SHAPES = ("alb", "alb-multi")
 
 
 class Request:
-    """One request however Lambda delivered it: `headers` with lowercased names, `body` bytes,
-    the public `url` (None for a direct invocation), soketi's parsed `payload` if invoked."""
+    """One request however Lambda delivered it. Built by `read_request`; trusted inside.
 
-    def __init__(self, shape, url, headers, body, payload=None):
-        self.shape, self.url, self.headers, self.body, self.payload = (
-            shape, url, headers, body, payload)
+    shape: "http" (Function URL, HTTP API), "rest", "alb", "alb-multi" or "soketi-invoke".
+    headers: lowercased names, repeats joined with ",". body: the raw bytes.
+    url: the public URL derived from fields AWS sets, or None when the event cannot tell it
+    (ALB: its Host header is the caller's; REST or HTTP events without a domainName).
+    query_pairs: REST's parsed query parameters, decoded (the raw query string is not given).
+    """
+
+    def __init__(self, shape: str, method: str, headers: dict[str, str], body: bytes,
+                 url: Optional[str] = None,
+                 query_pairs: Optional[list[tuple[str, str]]] = None) -> None:
+        self.shape = shape
+        self.method = method
+        self.headers = headers
+        self.body = body
+        self.url = url
+        self.query_pairs = query_pairs
+
+    @property
+    def is_alb_health_check(self) -> bool:
+        """ALB target-group health checks are GETs with this User-Agent. They are answered
+        200 without reaching `handle`; nothing is accepted by it."""
+        user_agent = self.headers.get("user-agent", "")
+        return (self.shape in ALB_SHAPES and self.method == "GET"
+                and user_agent.startswith("ELB-HealthChecker/"))
 
 
-def read_request(event):
-    """Normalize every event shape Lambda hands over; Reject(400) for anything else."""
+def event_shape(event: Any) -> str:
+    """Which door the event came through, from its structure alone (no field is trusted)."""
     if not isinstance(event, dict):
-        raise Reject(400, "event is a %s, not a JSON object" % type(event).__name__)
-    ctx, shape = event.get("requestContext") or {}, "unknown"
+        return "unknown"
+    context = event.get("requestContext")
+    if context is None and "payload" in event and "headers" in event:
+        return SOKETI_INVOKE  # soketi's Lambda trigger: {"payload": ..., "headers": ...}
+    if not isinstance(context, dict):
+        return "unknown"
+    if event.get("version") == "2.0":
+        return "http"
+    if "elb" in context:
+        return "alb-multi" if "multiValueHeaders" in event else "alb"
+    if "httpMethod" in event:
+        return "rest"
+    return "unknown"
+
+
+def read_request(event: Any, shape: Optional[str] = None) -> Request:
+    """Normalize the event; Reject(400) naming what is wrong for anything no AWS door sends."""
+    shape = shape or event_shape(event)
+    if shape == "unknown":
+        if not isinstance(event, dict):
+            raise Reject(400, "event is a %s, not a JSON object" % type(event).__name__)
+        raise Reject(400, "unknown event shape: not a Function URL, API Gateway, ALB or "
+                     "soketi event")
     try:
-        if "payload" in event and "headers" in event and not ctx:
-            shape = "soketi-invoke"  # soketi signed Node's JSON.stringify(payload): rebuild it
-            body = node_json(event["payload"])
-            return Request(shape, None, _headers(event["headers"]), body, event["payload"])
-        headers = _headers(event.get("multiValueHeaders") or event.get("headers"))
-        if event.get("version") == "2.0":  # Function URL, HTTP API: rawPath carries the stage
-            shape, scheme, host = "http", "https", ctx["domainName"]
-            path, query = event["rawPath"], event.get("rawQueryString")
-        elif "elb" in ctx:  # ALB: query values arrive still URL-encoded
-            shape = "alb-multi" if "multiValueHeaders" in event else "alb"
-            scheme, host = headers.get("x-forwarded-proto", "https"), headers.get("host")
-            path, query = event["path"], _query(event, str)
-        elif "httpMethod" in event:  # API Gateway REST (1.0): requestContext.path has the stage
-            shape, scheme, host = "rest", "https", ctx["domainName"]
-            path, query = ctx["path"], _query(event, quote)
-        else:
-            raise Reject(400, "unknown event shape: not a Function URL, API Gateway, ALB or "
-                         "soketi event")
-        body = event.get("body") or ""
-        try:
-            body = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") is True \
-                else body.encode()
-        except ValueError:
-            raise Reject(400, "body is not valid base64 (isBase64Encoded) or UTF-8") from None
-        url = scheme + "://" + host + path + ("?" + query if query else "")
-        return Request(shape, url, headers, body)
+        if shape == SOKETI_INVOKE:
+            return _read_soketi_invoke(event)
+        return _read_http_event(event, shape)
     except (KeyError, AttributeError, TypeError, ValueError, RecursionError) as exc:
-        raise Reject(400, "malformed %s event: %s %.80s" % (shape, type(exc).__name__, exc)) \
-            from None
+        raise Reject(400, "malformed %s event: %s %.80s"
+                     % (shape, type(exc).__name__, _safe_str(exc))) from None
 
 
-def _headers(raw):
-    """Lowercase names once, here; repeats (lists, names differing in case) join with ","."""
-    headers = {}
-    for name, value in (raw or {}).items():
-        headers.setdefault(name.lower(), []).append(value if isinstance(value, str) else
-                                                    ",".join(value))
-    return {name: ",".join(values) for name, values in headers.items()}
+def _read_http_event(event: dict[str, Any], shape: str) -> Request:
+    context = event["requestContext"]
+    headers = _join_headers(event.get("multiValueHeaders") or event.get("headers"))
+    body = _read_body(event)
+    if shape == "http":  # Function URL, HTTP API (payload 2.0): rawPath carries the stage
+        method = context["http"]["method"]
+        domain = context.get("domainName")
+        url = None
+        if domain:
+            query = event.get("rawQueryString") or ""
+            url = "https://" + domain + event["rawPath"] + ("?" + query if query else "")
+        return Request(shape, method, headers, body, url)
+    method = event["httpMethod"]
+    if shape == "rest":  # API Gateway REST (1.0): requestContext.path has the stage
+        domain = context.get("domainName")
+        url = "https://" + domain + context["path"] if domain else None
+        return Request(shape, method, headers, body, url, _query_pairs(event))
+    return Request(shape, method, headers, body)  # ALB: nothing in it says the public URL
 
 
-def _query(event, encode):
-    """Payload 1.0 and ALB carry parameters, not the raw string: rebuild it in arrival order."""
-    pairs = [(k, v) for k, values in (event.get("multiValueQueryStringParameters") or {}).items()
-             for v in values] or (event.get("queryStringParameters") or {}).items()
-    return "&".join(encode(k) + "=" + encode(v) for k, v in pairs)
-
-
-def node_json(value):
-    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
-    that Node wrote (so its keys are already in JavaScript's order). The outer two levels go
-    member by member, so a 6 MB payload never exists as one (up to 4-byte-wide) str."""
-    floats, size = _scan(value)
-    if size < 1 << 20:
-        return _node_leaf(value, floats)
-    return b"".join(_node_chunks(value, 2, None if floats else False))
-
-
-def _node_chunks(value, depth, floats):
-    if depth and type(value) is dict:
-        yield b"{"
-        for i, (key, item) in enumerate(value.items()):
-            yield (b"," if i else b"") + _node_leaf(key, False) + b":"
-            yield from _node_chunks(item, depth - 1, floats)
-        yield b"}"
-    elif depth and type(value) is list:  # slices of 64 items, one encoder call each
-        yield b"["
-        for start in range(0, len(value), 64):
-            yield (b"," if start else b"") + _node_leaf(value[start:start + 64], floats)[1:-1]
-        yield b"]"
-    else:
-        yield _node_leaf(value, floats)
-
-
-_NODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _node_leaf(value, floats=None):
-    """json.dumps differs from Node only for floats (1e-7, 5) and lone surrogates (Node
-    escapes them): those take the exact paths here."""
-    if _scan(value)[0] if floats is None else floats:
-        parts = []
-        _js(value, parts)
-        text = "".join(parts)
-    else:
-        text = _NODE.encode(value)
+def _read_body(event: dict[str, Any]) -> bytes:
+    encoded = event.get("isBase64Encoded")
+    if encoded is not None and encoded is not True and encoded is not False:
+        raise Reject(400, "isBase64Encoded is %.20r, not true or false" % (encoded,))
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise Reject(400, "body is a %s, not a string" % type(body).__name__)
     try:
-        return text.encode()
-    except UnicodeEncodeError:  # join surrogate pairs, then escape the lone ones as Node does
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
-        return "".join("\\u%04x" % ord(c) if "\ud800" <= c <= "\udfff" else c
-                       for c in text).encode()
+        if encoded:
+            return base64.b64decode(body, validate=True)
+        return body.encode()
+    except ValueError:
+        raise Reject(400, "body is not valid base64 (isBase64Encoded) or UTF-8") from None
 
 
-def _scan(value):
-    """(holds a float, rough size in characters), in one walk."""
-    stack, floats, size = [value], False, 0
+def _join_headers(raw: Any) -> dict[str, str]:
+    """Lowercase names once, here; repeats (lists, names differing in case) join with ","."""
+    joined: dict[str, list[str]] = {}
+    for name, value in (raw or {}).items():
+        if not isinstance(value, str):
+            value = ",".join(value)
+        joined.setdefault(name.lower(), []).append(value)
+    return {name: ",".join(values) for name, values in joined.items()}
+
+
+def _query_pairs(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """REST's decoded query parameters as (name, value) pairs, repeats kept."""
+    multi = event.get("multiValueQueryStringParameters")
+    if multi:
+        return [(name, value) for name, values in multi.items() for value in values]
+    single = event.get("queryStringParameters") or {}
+    return [(name, value) for name, value in single.items()]
+
+
+def _read_soketi_invoke(event: dict[str, Any]) -> Request:
+    """soketi signed Node's JSON.stringify(payload); rebuild those bytes (section 3). The
+    size is bounded first, so no rebuild is paid for what Lambda itself would refuse."""
+    payload = event["payload"]
+    if _json_size_at_least(payload) > MAX_INVOKE_PAYLOAD:
+        raise Reject(400, "payload is larger than Lambda's 6 MB invocation limit")
+    headers = _join_headers(event["headers"])
+    return Request(SOKETI_INVOKE, "INVOKE", headers, node_json(payload))
+
+
+def _json_size_at_least(value: Any) -> int:
+    """A lower bound of the JSON text's size in bytes, in one walk and without building it."""
+    size = 0
+    stack = [value]
     while stack:
         item = stack.pop()
-        kind, size = type(item), size + 2
-        if kind is dict:
+        kind = type(item)
+        if kind is str:
+            size += len(item) + 2
+        elif kind is dict:
+            size += 1 + len(item)  # braces, colons and commas
+            for key in item:
+                size += len(key) + 2
             stack.extend(item.values())
-            size += sum(map(len, item))
         elif kind is list:
+            size += 1 + len(item)
             stack.extend(item)
-        elif kind is str:
-            size += len(item)
-        elif kind is float:
-            floats = True
-    return floats, size
-
-
-def _js(value, out):
-    """Append JSON.stringify's text for `value` to the list `out` (one pass, no copies)."""
-    if type(value) is dict:
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            out.append(("," if i else "") + _NODE.encode(key) + ":")
-            _js(item, out)
-        out.append("}")
-    elif type(value) is list:
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _js(item, out)
-        out.append("]")
-    elif type(value) is not float:
-        out.append(_NODE.encode(value))
-    elif value == 0 or value != value or abs(value) == float("inf"):
-        out.append("0" if value == 0 else "null")
-    else:  # ECMAScript Number::toString from repr's shortest round-trip digits
-        mantissa, _, exp = repr(abs(value)).partition("e")
-        whole, _, frac = mantissa.partition(".")
-        digits = (whole + frac).lstrip("0")
-        n = len(whole) + int(exp or 0) - len(whole + frac) + len(digits)  # point position
-        digits, sign = digits.rstrip("0"), "-" if value < 0 else ""
-        if len(digits) <= n <= 21:
-            out.append(sign + digits + "0" * (n - len(digits)))
-        elif -6 < n <= 21:
-            out.append(sign + (digits[:n] + "." + digits[n:] if n > 0 else
-                               "0." + "0" * -n + digits))
         else:
-            fraction = "." + digits[1:] if len(digits) > 1 else ""
-            out.append("%s%s%se%+d" % (sign, digits[0], fraction, n - 1))
+            size += 1  # numbers, true, false, null
+    return size
 
 
-# --- 2. Verification ----------------------------------------------------------------------
+# --- 3. Node's JSON.stringify, rebuilt (soketi's direct invocations only) ----------------
+#
+# soketi signs JSON.stringify(payload) in Node, and a Lambda trigger hands us the parsed
+# payload, not those bytes. json.dumps with compact separators matches Node except for floats
+# (Node writes 1e-7, 5, 0 where Python writes 1e-07, 5.0, -0.0) and lone surrogates (Node
+# escapes them). Memory stays within about twice the output: text is encoded to bytes in
+# pieces of bounded size, and long strings are written in slices.
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+_SLICE = 65536  # characters of a long string, or items of a long list, written at once
 
 
-def verify(jwt_token, signing_key, body, url, *, clock_tolerance=CLOCK_TOLERANCE, now=None):
+def node_json(value: Any) -> bytes:
+    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
+    that Node wrote (so its keys are already in JavaScript's order)."""
+    pieces: list[bytes] = []
+    _write_js(value, pieces)
+    return b"".join(pieces)
+
+
+def _write_js(value: Any, pieces: list[bytes]) -> None:
+    kind = type(value)
+    if kind is dict:
+        pieces.append(b"{")
+        for index, (key, item) in enumerate(value.items()):
+            comma = "," if index else ""
+            pieces.append(_utf8(comma + _COMPACT.encode(key) + ":"))
+            _write_js(item, pieces)
+        pieces.append(b"}")
+    elif kind is list:
+        pieces.append(b"[")
+        for start in range(0, len(value), 64):  # slices of 64 items, one encoder call each
+            items = value[start:start + 64]
+            if start:
+                pieces.append(b",")
+            _write_js_items(items, pieces)
+        pieces.append(b"]")
+    elif kind is str and len(value) > _SLICE:
+        _write_long_string(value, pieces)
+    else:
+        pieces.append(_utf8(_js_scalar(value)))
+
+
+def _write_js_items(items: list[Any], pieces: list[bytes]) -> None:
+    """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
+    plain = all(type(item) in (str, int, bool, type(None)) for item in items)
+    if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
+        pieces.append(_utf8(_COMPACT.encode(items)[1:-1]))
+        return
+    if all(type(item) is float for item in items):
+        pieces.append(_utf8(",".join(map(js_number, items))))
+        return
+    for index, item in enumerate(items):
+        if index:
+            pieces.append(b",")
+        _write_js(item, pieces)
+
+
+def _write_long_string(text: str, pieces: list[bytes]) -> None:
+    pieces.append(b'"')
+    start = 0
+    while start < len(text):
+        end = start + _SLICE
+        if "\ud800" <= text[end - 1:end] <= "\udbff":
+            end += 1  # never split a surrogate pair between two slices
+        pieces.append(_utf8(_COMPACT.encode(text[start:end])[1:-1]))
+        start = end
+    pieces.append(b'"')
+
+
+def _js_scalar(value: Any) -> str:
+    if type(value) is float:
+        return js_number(value)
+    return _COMPACT.encode(value)
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of JSON text; lone surrogates become \\uXXXX escapes as Node writes them."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escape_lone_surrogate, text).encode()
+
+
+def _escape_lone_surrogate(match: "re.Match[str]") -> str:
+    found = match.group()
+    if len(found) == 2:  # a high and a low surrogate: one character, written as itself
+        return (found.encode("utf-16-le", "surrogatepass")).decode("utf-16-le")
+    return "\\u%04x" % ord(found)
+
+
+def js_number(value: float) -> str:
+    """ECMAScript's Number::toString for a float: the shortest round-trip digits (the same
+    digits as Python's repr), positional for decimal exponents -7 < n <= 21, else d.ddde+N."""
+    text = float.__repr__(value)
+    if "e" not in text and "n" not in text:  # repr is positional for 1e-4 <= |x| < 1e16
+        if text.endswith(".0"):
+            text = text[:-2]
+        return "0" if text == "-0" else text
+    if not math.isfinite(value):
+        return "null"
+    mantissa, _, exponent_text = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).rstrip("0")
+    point = len(whole) + int(exponent_text or 0)  # the decimal point's position in `digits`
+    sign = "-" if value < 0 else ""
+    if len(digits) <= point <= 21:
+        return sign + digits + "0" * (point - len(digits))
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * -point + digits
+    fraction_part = "." + digits[1:] if len(digits) > 1 else ""
+    return "%s%s%se%+d" % (sign, digits[0], fraction_part, point - 1)
+
+
+# --- 4. QStash: the Upstash-Signature token ----------------------------------------------
+
+HS256_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}, QStash's
+
+
+class DestinationURL:
+    """A URL a token's `sub` claim may name.
+
+    Without `query_pairs` the whole string is compared, one trailing slash of difference
+    allowed outside a query. With them (API Gateway REST hands over parsed parameters, not the
+    raw query), scheme, host and path are compared exactly and the query as a multiset of
+    decoded name/value pairs, so `?a=1&b=2&a=3`, `?flag`, `?q=a+b` and `?p=%2F` all match.
+    """
+
+    def __init__(self, url: str, query_pairs: Optional[list[tuple[str, str]]] = None) -> None:
+        self.url = url
+        self.query_pairs = query_pairs
+
+    def matches(self, sub: str) -> bool:
+        if self.query_pairs is None:
+            if sub == self.url:
+                return True
+            if "?" in self.url:  # a query is compared exactly
+                return False
+            return sub == self.url + "/" or sub + "/" == self.url
+        base, _, query = sub.partition("?")
+        if base != self.url and base.rstrip("/") + "/" != self.url.rstrip("/") + "/":
+            return False
+        return sorted(parse_qsl(query, keep_blank_values=True)) == sorted(self.query_pairs)
+
+    def __str__(self) -> str:
+        return loggable_url(self.url)
+
+
+if TYPE_CHECKING:  # what `verify` and `check_claims` take as `url`
+    UrlArgument = Union[None, str, DestinationURL, Sequence[Union[str, DestinationURL]]]
+
+
+def verify(jwt_token: str, signing_key: Union[str, Sequence[str]], body: Union[bytes, str, None],
+           url: UrlArgument, *, clock_tolerance: float = CLOCK_TOLERANCE,
+           now: Optional[float] = None) -> dict[str, Any]:
     """Check a QStash `Upstash-Signature` token; return its claims, or raise SignatureError
     naming the failed check.
 
     signing_key: a key, or the (current, next) pair: any may match the MAC, and the claims
     are then checked once, so an expired token is reported as expired. body: the raw body
-    (bytes, str as UTF-8, None as empty). url: where QStash was told to deliver (None skips
-    that check; one trailing slash of difference is allowed). now: pins the clock (seconds).
+    (bytes, str as UTF-8, None as empty). url: the URL QStash was told to deliver to, or a
+    list of them (any may match); None skips that check. now: pins the clock (seconds).
     """
     if not isinstance(jwt_token, str) or len(jwt_token) > MAX_TOKEN_LENGTH or \
             not jwt_token.isascii():
         raise SignatureError("token is not an ASCII string of at most %d chars" % MAX_TOKEN_LENGTH)
-    parts = jwt_token.split(".")
-    if len(parts) != 3:
-        raise SignatureError("token has %d segments, not 3" % len(parts))
-    if parts[0] != HS256_HEADER:
-        header = _segment(parts[0], "header")
-        if header.get("alg") != "HS256":
-            raise SignatureError("header alg %r is not HS256" % str(header.get("alg"))[:16])
-        if "crit" in header:  # RFC 7515 4.1.11: refuse extensions not understood
-            raise SignatureError("header lists crit extensions, which QStash never sends")
+    segments = jwt_token.split(".")
+    if len(segments) != 3:
+        raise SignatureError("token has %d segments, not 3" % len(segments))
+    header_b64, claims_b64, signature_b64 = segments
+    if header_b64 != HS256_HEADER:  # QStash's exact header is the fast path; else read it
+        _check_header(_json_segment(header_b64, "header"))
     keys = (signing_key,) if isinstance(signing_key, str) else signing_key
-    signed, signature = (parts[0] + "." + parts[1]).encode(), _unb64url(parts[2], "signature")
-    for key in keys:
-        if hmac.compare_digest(_mac(key, signed), signature):
-            break
-    else:
+    signed_part = (header_b64 + "." + claims_b64).encode()
+    signature = _unb64url(signature_b64, "signature")
+    if not any(hmac.compare_digest(_mac(key, signed_part), signature) for key in keys):
         raise SignatureError("signature does not match the signing key(s)")
-    if _b64url(signature) != parts[2].encode():  # the same MAC, spelled another way
+    if _b64url(signature) != signature_b64.encode():  # the same MAC, spelled another way
         raise SignatureError("signature is not canonical unpadded base64url")
-    claims = _segment(parts[1], "claims")
-    body = body.encode() if isinstance(body, str) else body or b""
-    check_claims(claims, body, url, clock_tolerance, time.time() if now is None else now)
+    claims = _json_segment(claims_b64, "claims")
+    if isinstance(body, str):
+        body = body.encode()
+    check_claims(claims, body or b"", url, clock_tolerance, time.time() if now is None else now)
     return claims
 
 
-_pads = {}
-_STANDARD, _URLSAFE = bytes.maketrans(b"-_", b"+/"), bytes.maketrans(b"+/", b"-_")
-_JSON = json.JSONDecoder()
-_IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
+def _check_header(header: dict[str, Any]) -> None:
+    if header.get("alg") != "HS256":  # the algorithm is pinned: never taken from the token
+        raise SignatureError("header alg %r is not HS256" % str(header.get("alg"))[:16])
+    if "crit" in header:  # RFC 7515 4.1.11: refuse extensions not understood
+        raise SignatureError("header lists crit extensions, which QStash never sends")
 
 
-def _mac(key, message):
+_key_pads: dict[str, tuple[Any, Any]] = {}
+_TO_STANDARD_B64 = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE_B64 = bytes.maketrans(b"+/", b"-_")
+_JSON_DECODER = json.JSONDecoder()
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+def _mac(key: str, message: bytes) -> bytes:
     """HMAC-SHA256 (RFC 2104, exactly what hmac.digest computes) with the key's inner and
     outer pad states hashed once per key and copied per call: a second key costs ~1 us."""
-    pads = _pads.get(key)
+    pads = _key_pads.get(key)
     if pads is None:
-        if len(_pads) > 8:
-            _pads.clear()
+        if len(_key_pads) > 8:
+            _key_pads.clear()
         block = key.encode()
-        block = (hashlib.sha256(block).digest() if len(block) > 64 else block).ljust(64, b"\0")
-        pads = _pads[key] = (hashlib.sha256(block.translate(_IPAD)),
-                             hashlib.sha256(block.translate(_OPAD)))
-    inner, outer = pads[0].copy(), pads[1].copy()
+        if len(block) > 64:
+            block = hashlib.sha256(block).digest()
+        block = block.ljust(64, b"\0")
+        pads = (hashlib.sha256(block.translate(_INNER_PAD)),
+                hashlib.sha256(block.translate(_OUTER_PAD)))
+        _key_pads[key] = pads
+    inner = pads[0].copy()
     inner.update(message)
+    outer = pads[1].copy()
     outer.update(inner.digest())
     return outer.digest()
 
 
-def _b64url(raw):
-    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=")
+def _b64url(raw: bytes) -> bytes:
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE_B64).rstrip(b"=")
 
 
-def _unb64url(text, what):
+def _unb64url(text: str, what: str) -> bytes:
     """Lenient base64url decoding (padding optional). Only for MAC-checked or re-encoded text."""
     try:
-        return binascii.a2b_base64(text.encode().translate(_STANDARD) + b"==")
+        return binascii.a2b_base64(text.encode().translate(_TO_STANDARD_B64) + b"==")
     except ValueError:
         raise SignatureError(what + " segment is not base64url") from None
 
 
-def _segment(text, what):
+def _json_segment(text: str, what: str) -> dict[str, Any]:
     """A base64url segment holding one JSON object and nothing after it."""
     try:
         decoded = _unb64url(text, what).decode()
-        value, end = _JSON.raw_decode(decoded)
+        value, end = _JSON_DECODER.raw_decode(decoded)
     except (ValueError, RecursionError, SignatureError):
         raise SignatureError(what + " segment is not base64url JSON") from None
     if end != len(decoded) or not isinstance(value, dict):
@@ -286,95 +640,166 @@ def _segment(text, what):
     return value
 
 
-def check_claims(claims, body, url, tolerance, now):
-    """The checks after the MAC: issuer, lifetime, subject URL, body hash."""
+def check_claims(claims: dict[str, Any], body: bytes, url: UrlArgument, tolerance: float,
+                 now: float) -> None:
+    """The checks after the MAC, in order: issuer, lifetime, subject URL, body hash."""
     if claims.get("iss") != "Upstash":
         raise SignatureError("claim iss is not 'Upstash'")
-    exp, nbf, iat = _number(claims, "exp"), _number(claims, "nbf"), _number(claims, "iat")
-    if exp is None:
-        raise SignatureError("claim exp is missing")
-    if now >= exp + tolerance:
-        raise SignatureError("token expired at %d (now %d, tolerance %gs)" % (exp, now, tolerance))
-    if max(nbf or 0, iat or 0) > now + tolerance:
-        raise SignatureError("claim %s is in the future (now %d)"
-                             % ("nbf" if (nbf or 0) > now + tolerance else "iat", now))
-    sub = claims.get("sub")
-    if url is not None and sub != url and not (  # one trailing slash apart, outside a query
-            isinstance(sub, str) and "?" not in url and (sub == url + "/" or sub + "/" == url)):
-        raise SignatureError("claim sub %.300r is not this request's URL %.300r (QSTASH_URL "
-                             "sets the URL QStash calls)" % (sub, url))
-    claimed = claims.get("body")
-    if not isinstance(claimed, str):
+    _check_lifetime(claims, tolerance, now)
+    if url is not None:
+        _check_subject(claims.get("sub"), _destinations(url))
+    claimed_hash = claims.get("body")
+    if not isinstance(claimed_hash, str):
         raise SignatureError("claim body is missing or not a string")
-    digest = _b64url(hashlib.sha256(body).digest())
-    if not hmac.compare_digest(digest, claimed.rstrip("=").encode()):
+    # QStash pads the hash, the SDKs' own tests do not: compare without padding.
+    body_hash = _b64url(hashlib.sha256(body).digest())
+    if not hmac.compare_digest(body_hash, claimed_hash.rstrip("=").encode()):
         raise SignatureError("body hash does not match claim body (the body was altered)")
 
 
-def _number(claims, name):
+def _check_lifetime(claims: dict[str, Any], tolerance: float, now: float) -> None:
+    expires = _time_claim(claims, "exp")
+    not_before = _time_claim(claims, "nbf")  # QStash sends Go's zero time, -62135596800
+    issued = _time_claim(claims, "iat")
+    if expires is None:
+        raise SignatureError("claim exp is missing")
+    if now >= expires + tolerance:
+        raise SignatureError("token expired at %d (now %d, tolerance %gs)"
+                             % (expires, now, tolerance))
+    if (not_before or 0) > now + tolerance:
+        raise SignatureError("claim nbf is in the future (now %d)" % now)
+    if (issued or 0) > now + tolerance:
+        raise SignatureError("claim iat is in the future (now %d)" % now)
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> Optional[float]:
     """A time claim: None when absent, else a finite number (bool and null refused)."""
-    value = claims.get(name, ...)
-    if value is ...:
+    if name not in claims:
         return None
+    value = claims[name]
     if type(value) not in (int, float) or not abs(value) < 1e16:
         raise SignatureError("claim %s is not a number" % name)
     return value
 
 
-def verify_pusher(signature, secret, body, *, max_age=SOKETI_MAX_AGE, now=None, payload=None):
+def _destinations(url: UrlArgument) -> list[DestinationURL]:
+    candidates = [url] if isinstance(url, (str, DestinationURL)) else list(url or [])
+    return [c if isinstance(c, DestinationURL) else DestinationURL(c) for c in candidates]
+
+
+def _check_subject(sub: Any, destinations: list[DestinationURL]) -> None:
+    if not isinstance(sub, str):
+        raise SignatureError("claim sub is missing or not a string")
+    if any(destination.matches(sub) for destination in destinations):
+        return
+    expected = " or ".join(str(destination) for destination in destinations[:4])
+    raise SignatureError("claim sub %.300s is not this function's URL %.300s "
+                         "(QSTASH_DESTINATION_URL sets the URL QStash calls)"
+                         % (loggable_url(sub), expected or "(none configured)"))
+
+
+def loggable_url(url: str) -> str:
+    """Scheme, host and path only: a URL's query and userinfo can carry secrets."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = ":%d" % parts.port if parts.port else ""
+    except ValueError:
+        return "(not a URL)"
+    if not parts.scheme:
+        return "(not a URL)"
+    return "%s://%s%s%s%s" % (parts.scheme, host, port, parts.path,
+                              "?..." if parts.query else "")
+
+
+# --- 5. soketi and Pusher: the X-Pusher-Signature HMAC -----------------------------------
+
+
+def verify_pusher(signature: str, secret: Union[str, Sequence[str]], body: Union[bytes, str, None],
+                  *, max_age: float = SOKETI_MAX_AGE, now: Optional[float] = None
+                  ) -> dict[str, Any]:
     """Check a soketi/Pusher webhook's `X-Pusher-Signature` (lowercase hex HMAC-SHA256 of the
-    body); return the parsed payload, or raise SignatureError naming the failed check.
+    body); return the payload parsed from those signed bytes, or raise SignatureError naming
+    the failed check.
 
     secret: the app secret, or several (rotation). max_age: how far `time_ms` may be from now,
-    in seconds (0: unchecked). payload: skips re-parsing a body rebuilt from a parsed payload.
+    in seconds (0: unchecked).
     """
     if not isinstance(signature, str) or len(signature) != 64 or not signature.isascii():
         raise SignatureError("X-Pusher-Signature is not 64 hex characters")
-    body = body.encode() if isinstance(body, str) else body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    body = body or b""
     secrets = (secret,) if isinstance(secret, str) else secret
-    for secret in secrets:
-        if hmac.compare_digest(hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
-                               signature):
-            break
-    else:
+    if not any(hmac.compare_digest(hmac.new(key.encode(), body, hashlib.sha256).hexdigest(),
+                                   signature) for key in secrets):
         raise SignatureError("X-Pusher-Signature does not match the app secret(s)")
     try:
-        payload = json.loads(body) if payload is None else payload
+        payload = json.loads(body)
     except (ValueError, RecursionError):
-        pass
+        payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         raise SignatureError("signed body is not a webhook payload with an events list")
-    sent, now = payload.get("time_ms"), time.time() if now is None else now
-    if max_age and not (type(sent) in (int, float) and abs(sent) < 1e16
-                        and abs(now - sent / 1000) <= max_age):
-        raise SignatureError("time_ms %.20r is not within %gs of now (SOKETI_MAX_AGE)"
-                             % (sent, max_age))
+    if max_age:
+        _check_time_ms(payload.get("time_ms"), max_age, time.time() if now is None else now)
     return payload
 
 
-class Message:
-    """What `handle` receives: a request whose signature checked out.
+def _check_time_ms(sent: Any, max_age: float, now: float) -> None:
+    in_window = (type(sent) in (int, float) and abs(sent) < 1e16
+                 and abs(now - sent / 1000) <= max_age)
+    if not in_window:
+        raise SignatureError("time_ms %.20r is not within %gs of now (SOKETI_MAX_AGE)"
+                             % (sent, max_age))
 
-    source: "qstash" or "soketi". body: raw bytes; text; json (None unless the body is JSON).
-    headers: lowercased names. claims: the QStash token's. events: soketi's list of events.
-    message_id, retried (int), schedule_id, region: QStash's Upstash-* headers, or None.
-    Delivery is at-least-once: deduplicate on message_id when the work is not idempotent.
+
+# --- 6. Authenticated message: what `handle` receives ------------------------------------
+
+
+class Message:
+    """A request whose signature checked out: what `handle` receives.
+
+    Signed (covered by the QStash token or the soketi HMAC; trust these):
+      source       "qstash" or "soketi" (which check passed)
+      body         the raw body bytes; `text` and `json` read it
+      claims       the QStash token's claims ({} for soketi)
+      token_id     the token's `jti`: unique per delivery attempt (None for soketi)
+      payload      soketi's payload, parsed from the signed bytes; `events` is its list
+    Unsigned (headers: anyone who can reach the URL can write them; hints, not proof):
+      headers      every header, names lowercased
+      message_id   Upstash-Message-Id     retried      Upstash-Retried (int)
+      schedule_id  Upstash-Schedule-Id    region       Upstash-Region
+      topic_name   Upstash-Topic-Name     caller_ip    Upstash-Caller-Ip
+    Delivery is at least once: set DEDUP_TABLE, or deduplicate on message_id yourself.
     """
 
-    def __init__(self, source, request, claims=None, payload=None):
-        h = request.headers
-        self.source, self.headers, self.body, self.claims = source, h, request.body, claims or {}
-        self.events, self._json = payload["events"] if payload else [], payload
-        self.message_id, self.schedule_id, self.region = map(
-            h.get, ("upstash-message-id", "upstash-schedule-id", "upstash-region"))
-        self.retried = _count(h.get("upstash-retried"))
+    def __init__(self, source: str, request: Request, claims: Optional[dict[str, Any]] = None,
+                 payload: Optional[dict[str, Any]] = None) -> None:
+        headers = request.headers
+        self.source = source
+        self.body: bytes = request.body
+        self.claims: dict[str, Any] = claims or {}
+        jti = self.claims.get("jti")
+        self.token_id: Optional[str] = jti if isinstance(jti, str) else None
+        self.payload = payload
+        self.events: list[Any] = payload["events"] if payload else []
+        self.headers: dict[str, str] = headers
+        self.message_id: Optional[str] = headers.get("upstash-message-id")
+        self.retried: Optional[int] = _header_count(headers.get("upstash-retried"))
+        self.schedule_id: Optional[str] = headers.get("upstash-schedule-id")
+        self.region: Optional[str] = headers.get("upstash-region")
+        self.topic_name: Optional[str] = headers.get("upstash-topic-name")
+        self.caller_ip: Optional[str] = headers.get("upstash-caller-ip")
+        self._json = payload
 
     @property
-    def text(self):
+    def text(self) -> str:
+        """The body as text (UTF-8; undecodable bytes replaced)."""
         return self.body.decode("utf-8", "replace")
 
     @property
-    def json(self):
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON."""
         if self._json is None:
             try:
                 self._json = json.loads(self.body)
@@ -383,119 +808,251 @@ class Message:
         return self._json
 
 
-def _count(value):
-    return int(value) if value and len(value) < 9 and value.isascii() and value.isdigit() else None
+def _header_count(value: Optional[str]) -> Optional[int]:
+    if value and len(value) < 9 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
-def authenticate(request):
-    """Route on the signature header, verify with the configured secrets, return a Message."""
-    headers, environ = request.headers, os.environ
-    qstash_keys = _secrets(QSTASH_KEYS, 2, headers.get("upstash-region", ""))
-    soketi_secrets = _secrets(SOKETI_SECRETS, 1)
-    if not qstash_keys and not soketi_secrets:
-        raise Reject(500, "QSTASH_CURRENT_SIGNING_KEY is not set (nor SOKETI_SECRET)")
-    if "upstash-signature" in headers and request.shape != "soketi-invoke":
-        if not qstash_keys:
-            raise SignatureError("QStash request, but no QStash keys are configured here")
-        tolerance = _seconds("QSTASH_CLOCK_TOLERANCE", CLOCK_TOLERANCE)
-        claims = verify(headers["upstash-signature"], qstash_keys, request.body,
-                        environ.get("QSTASH_URL") or request.url, clock_tolerance=tolerance)
-        return Message("qstash", request, claims=claims)
+def authenticate(request: Request, configuration: Configuration) -> Message:
+    """Route on the signature header, verify with the configured secrets, return a Message.
+    The header only picks which check runs; the check alone decides."""
+    headers = request.headers
+    if "upstash-signature" in headers and request.shape != SOKETI_INVOKE:
+        return _authenticate_qstash(request, configuration)
     if "x-pusher-signature" in headers:
-        app_key = environ.get("SOKETI_KEY")
-        if not soketi_secrets:
-            raise SignatureError("soketi request, but SOKETI_SECRET is not configured here")
-        if app_key and not hmac.compare_digest(app_key.encode(), headers.get(
-                "x-pusher-key", "").encode("utf-8", "surrogatepass")):
-            raise SignatureError("X-Pusher-Key is not SOKETI_KEY")
-        payload = verify_pusher(headers["x-pusher-signature"], soketi_secrets, request.body,
-                                max_age=_seconds("SOKETI_MAX_AGE", SOKETI_MAX_AGE),
-                                payload=request.payload)
-        return Message("soketi", request, payload=payload)
+        return _authenticate_soketi(request, configuration)
     raise SignatureError("no Upstash-Signature or X-Pusher-Signature header")
 
 
-def _secrets(names, required, region=""):
-    """The configured secrets: a region's set when present (`US-EAST-1` reads `US_EAST_1_` +
-    name), else the plain one; [] when none is set; Reject(500) naming a missing one."""
-    region = region.replace("-", "_").upper() + "_"
-    for prefix in (region, "") if region[:-1].replace("_", "").isalnum() and region.isascii() \
-            else ("",):
-        values = [os.environ.get(prefix + name) for name in names]
-        missing = [prefix + name for name, value in zip(names[:required], values) if not value]
-        if any(values) and missing:
-            raise Reject(500, missing[0] + " is not set")
-        if any(values):
-            return [value for value in values if value]
-    return []
+def _authenticate_qstash(request: Request, configuration: Configuration) -> Message:
+    keys = _qstash_keys_for(request.headers.get("upstash-region"), configuration)
+    claims = verify(request.headers["upstash-signature"], keys, request.body,
+                    _expected_destinations(request, configuration),
+                    clock_tolerance=configuration.clock_tolerance)
+    return Message("qstash", request, claims=claims)
 
 
-def _seconds(name, default):
-    value = os.environ.get(name) or default
-    try:
-        if 0 <= float(value) <= 86400:
-            return float(value)
-    except ValueError:
-        pass
-    raise Reject(500, "%s must be 0 to 86400 seconds, not %.32r" % (name, value))
+def _qstash_keys_for(region: Optional[str], configuration: Configuration) -> tuple[str, str]:
+    """Upstash-Region picks a configured regional set, else the plain set. It is unsigned:
+    it can only choose among sets the operator configured, all of them valid."""
+    sets = configuration.qstash_keys
+    if not sets:
+        raise SignatureError("QStash request, but no QStash keys are configured here")
+    if region:
+        prefix = region.replace("-", "_").upper()
+        if prefix in sets:
+            return sets[prefix]
+    if "" in sets:
+        return sets[""]
+    shown = re.sub(r"[^A-Za-z0-9_-]", "?", region or "")[:32] or "(none)"
+    raise SignatureError("no QStash keys for region %s" % shown)
 
 
-# --- 3. YOUR BUSINESS LOGIC: edit `handle`. Everything above has verified the request. ----
+def _expected_destinations(request: Request,
+                           configuration: Configuration) -> list[DestinationURL]:
+    """The URLs the token may name: the operator's QSTASH_DESTINATION_URL when set (the event
+    then plays no part), else the URL AWS's own fields give."""
+    if configuration.destination_urls:
+        return [DestinationURL(url) for url in configuration.destination_urls]
+    if request.shape in ALB_SHAPES:
+        raise Reject(500, "QSTASH_DESTINATION_URL is not set: behind an ALB the Host header "
+                     "is the caller's, so the URL QStash signed must be configured")
+    if request.url is None:
+        raise Reject(400, "the event has no requestContext.domainName, so the URL QStash "
+                     "signed cannot be derived: set QSTASH_DESTINATION_URL")
+    return [DestinationURL(request.url, request.query_pairs)]
 
 
-def handle(message):
+def _authenticate_soketi(request: Request, configuration: Configuration) -> Message:
+    headers = request.headers
+    if not configuration.soketi_secrets:
+        raise SignatureError("soketi request, but SOKETI_SECRET is not configured here")
+    if configuration.soketi_key is not None:
+        claimed_key = headers.get("x-pusher-key", "").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(configuration.soketi_key.encode(), claimed_key):
+            raise SignatureError("X-Pusher-Key is not SOKETI_KEY")
+    payload = verify_pusher(headers["x-pusher-signature"], configuration.soketi_secrets,
+                            request.body, max_age=configuration.soketi_max_age)
+    return Message("soketi", request, payload=payload)
+
+
+# --- 7. YOUR BUSINESS LOGIC: edit `handle`. Everything above has verified the request. ----
+
+
+def handle(message: Message) -> Any:
     """Do the work for one verified Message; the return value becomes the 200 JSON body.
 
     Raise NonRetryableError for a message that can never succeed (QStash: 489, no retry, DLQ).
-    Any other exception answers 500 and QStash retries later.
+    Raise Reject(status, reason) to answer a 4xx/5xx of your choice. Any other exception
+    answers 500 and QStash retries later.
     """
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
 
-# --- 4. Response --------------------------------------------------------------------------
+# --- 8. Answer, log line and response ----------------------------------------------------
 
-STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
-               489: "489 Non-Retryable Error", 500: "500 Internal Server Error"}
-OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 489: "dropped", 500: "error"}
+OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 409: "deferred",
+            429: "deferred", 489: "dropped", 500: "error", 503: "deferred"}
 
 
-def respond(request, status, body, headers=None):
-    """The response in the shape the event's source expects (ALB: statusDescription, and
+class Answer:
+    """What the function answers, and the reason it logs (never sent for a 401)."""
+
+    def __init__(self, status: int, body: str, reason: Optional[str] = None,
+                 headers: Optional[dict[str, str]] = None, outcome: Optional[str] = None,
+                 trace: Optional[list[str]] = None) -> None:
+        self.status = status
+        self.body = body
+        self.reason = reason
+        self.headers = headers or {}
+        self.outcome = outcome or OUTCOMES.get(status) or ("rejected" if status < 500
+                                                           else "error")
+        self.trace = trace
+
+
+def run_handle(message: Message) -> Answer:
+    """Call `handle` and turn whatever it does into an answer: it never raises."""
+    try:
+        result = handle(message)
+    except NonRetryableError as exc:
+        reason = "NonRetryableError: " + _safe_str(exc)
+        return Answer(489, json.dumps({"error": _safe_str(exc)}), reason,
+                      {"Upstash-NonRetryable-Error": "true"})
+    except Reject as exc:
+        return _answer_for_reject(exc)
+    except Exception as exc:  # QStash retries a 500
+        reason = "handle raised %s: %s" % (type(exc).__name__, _safe_str(exc))
+        return Answer(500, '{"error": "internal error"}', reason, trace=_user_frames(exc))
+    try:
+        body = json.dumps(result, default=str, allow_nan=False)
+    except Exception as exc:  # noqa: BLE001 - a value json cannot write, or whose str raises
+        reason = "handle returned a value that is not JSON-serializable (%s)" % type(exc).__name__
+        return Answer(500, '{"error": "internal error"}', reason)
+    return Answer(200, body)
+
+
+def _answer_for_reject(exc: Reject) -> Answer:
+    """Reject(status, reason) as an answer; a status outside 400-599 becomes a 500."""
+    args = exc.args
+    status = args[0] if args else None
+    reason = _safe_str(args[1]) if len(args) > 1 else "rejected"
+    if type(status) is not int or not 400 <= status <= 599:
+        reason = "Reject with status %.20r, not 400-599: %s" % (status, reason)
+        status = 500
+    return Answer(status, json.dumps({"error": reason}), reason)
+
+
+def _safe_str(value: Any) -> str:
+    """str(value), even when its __str__ raises."""
+    try:
+        return str(value)
+    except Exception as exc:  # noqa: BLE001
+        return "(str() raised %s)" % type(exc).__name__
+
+
+def _user_frames(exc: BaseException) -> list[str]:
+    """Where `handle` failed: file:line in function, from `handle` inward. No source lines,
+    no locals, no message: nothing of the body, a key or a token reaches the log."""
+    frames = []
+    frame = exc.__traceback__
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        frames.append((code.co_filename, frame.tb_lineno, code.co_name))
+        frame = frame.tb_next
+    for index, (filename, _, name) in enumerate(frames):
+        if name == "run_handle" and filename == __file__:
+            frames = frames[index + 1:]  # our own frames are not where it failed
+            break
+    return ["%s:%s in %s" % (os.path.basename(filename), line, name)
+            for filename, line, name in frames][-20:]
+
+
+def log_line(answer: Answer, shape: str, request: Optional[Request], message: Optional[Message],
+             milliseconds: float, context: Any, cold_start: bool) -> dict[str, Any]:
+    """The one JSON log line of a request. Header values are unsigned: on a request that was
+    not verified they are logged as `unverified_*`, so nobody mistakes them for facts."""
+    headers = request.headers if request else {}
+    line: dict[str, Any] = {
+        "outcome": answer.outcome,
+        "status": answer.status,
+        "reason": answer.reason and answer.reason[:600],
+        "shape": shape,
+        "source": message and message.source,
+    }
+    claimed_id = headers.get("upstash-message-id", "")[:128] or None
+    claimed_retried = _header_count(headers.get("upstash-retried"))
+    if message:
+        line["message_id"] = claimed_id
+        line["retried"] = claimed_retried
+        line["token_id"] = message.token_id
+    else:
+        line["unverified_message_id"] = claimed_id
+        line["unverified_retried"] = claimed_retried
+    if answer.trace:
+        line["traceback"] = answer.trace
+    line["ms"] = round(milliseconds, 3)
+    line["request_id"] = getattr(context, "aws_request_id", None)
+    line["cold_start"] = cold_start
+    return line
+
+
+def respond(shape: str, answer: Answer) -> dict[str, Any]:
+    """The response in the shape the event's door expects (ALB: statusDescription, and
     multiValueHeaders in multi-value mode)."""
-    headers = {"content-type": "application/json", **(headers or {})}
-    response = {"statusCode": status, "headers": headers, "body": body, "isBase64Encoded": False}
-    if request and request.shape in ("alb", "alb-multi"):
-        response["statusDescription"] = STATUS_TEXT[status]
-        if request.shape == "alb-multi":
-            response["multiValueHeaders"] = {k: [v] for k, v in response.pop("headers").items()}
+    headers = {"content-type": "application/json", **answer.headers}
+    response: dict[str, Any] = {"statusCode": answer.status, "headers": headers,
+                                "body": answer.body, "isBase64Encoded": False}
+    if shape in ALB_SHAPES:
+        response["statusDescription"] = _status_text(answer.status)
+        if shape == "alb-multi":
+            response["multiValueHeaders"] = {name: [value] for name, value
+                                             in response.pop("headers").items()}
     return response
 
 
-def lambda_handler(event, context):
+STATUS_PHRASES = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                  404: "Not Found", 409: "Conflict", 410: "Gone", 413: "Payload Too Large",
+                  422: "Unprocessable Entity", 429: "Too Many Requests",
+                  489: "Non-Retryable Error",  # QStash's own status, not in HTTP's registry
+                  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+                  503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def _status_text(status: int) -> str:
+    """ALB's statusDescription, e.g. "200 OK"."""
+    phrase = STATUS_PHRASES.get(status) or ("Client Error" if status < 500 else "Server Error")
+    return "%d %s" % (status, phrase)
+
+
+_cold_start = True  # true until this container's first request has been answered
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """AWS's entry point. Never raises: every outcome is a response and one JSON log line."""
-    started, request, message, headers = time.perf_counter(), None, None, None
+    global _cold_start
+    cold_start = _cold_start
+    _cold_start = False
+    started = time.perf_counter()
+    shape = event_shape(event)
+    request = None
+    message = None
     try:
-        request = read_request(event)
-        message = authenticate(request)
-        status, reason, body = 200, None, json.dumps(handle(message), default=str)
+        request = read_request(event, shape)
+        if request.is_alb_health_check:
+            answer = Answer(200, '{"ok": true}', "ALB health check", outcome="health_check")
+        else:
+            configuration = load_configuration(os.environ)
+            message = authenticate(request, configuration)
+            answer = run_handle(message)
     except SignatureError as exc:
-        status, reason, body = 401, str(exc), '{"error": "invalid signature"}'
+        answer = Answer(401, '{"error": "invalid signature"}', str(exc))
     except Reject as exc:
-        status, reason = exc.args
-        body = json.dumps({"error": reason})
-    except NonRetryableError as exc:
-        status, reason = 489, "NonRetryableError: %s" % exc
-        body, headers = json.dumps({"error": str(exc)}), {"Upstash-NonRetryable-Error": "true"}
-    except Exception as exc:  # fail closed on anything else, with a response
-        status, body = 500, '{"error": "internal error"}'
-        reason = "handle raised %s: %s" % (type(exc).__name__, exc) if message else \
-            "unexpected %s while verifying" % type(exc).__name__
-    h = request.headers if request else {}
-    print(json.dumps({
-        "outcome": OUTCOMES[status], "status": status, "reason": reason and reason[:600],
-        "shape": request and request.shape, "source": message and message.source,
-        "message_id": h.get("upstash-message-id", "")[:128] or None,
-        "retried": _count(h.get("upstash-retried")),
-        "ms": round((time.perf_counter() - started) * 1000, 3),
-        "request_id": getattr(context, "aws_request_id", None)}), flush=True)
-    return respond(request, status, body, headers)
+        answer = _answer_for_reject(exc)
+    except Exception as exc:  # noqa: BLE001 - fail closed on anything else, with a response
+        answer = Answer(500, '{"error": "internal error"}',
+                        "unexpected %s while verifying" % type(exc).__name__)
+    milliseconds = (time.perf_counter() - started) * 1000
+    line = log_line(answer, shape, request, message, milliseconds, context, cold_start)
+    print(json.dumps(line, default=str), flush=True)
+    return respond(shape, answer)
