@@ -40,6 +40,8 @@ def door(event):
     if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
         return None
     context = event["requestContext"]
+    if "connectionId" in context:  # API Gateway WebSocket: no HTTP request to sign
+        return None
     if isinstance(context.get("elb"), dict):
         return "alb"
     if event.get("version") == "2.0" and isinstance(event.get("rawPath"), str) \

@@ -785,9 +785,10 @@ def assert_alb_shaped(event, response):
 
 UNREADABLE_ALB_EVENTS = {
     "bad base64": lambda e: e.update(body="%%% not base64", isBase64Encoded=True),
-    "path not a string": lambda e: e.update(path=7),
-    "headers a list": lambda e: e.update({key: [] for key in ("headers", "multiValueHeaders")
-                                          if key in e}),
+    "body not a string": lambda e: e.update(body=5),
+    "headers not a mapping": lambda e: e.update({key: [["upstash-signature", "x"]]
+                                                 for key in ("headers", "multiValueHeaders")
+                                                 if key in e}),
     "isBase64Encoded a string": lambda e: e.update(isBase64Encoded="true"),
 }
 
