@@ -407,59 +407,79 @@ _SLICE = 65536  # characters of a long string, or items of a long list, written 
 def node_json(value: Any) -> bytes:
     """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
     that Node wrote (so its keys are already in JavaScript's order)."""
-    pieces: list[bytes] = []
-    _write_js(value, pieces)
-    return b"".join(pieces)
+    writer = _NodeJsonWriter()
+    writer.write_value(value)
+    return writer.getvalue()
 
 
-def _write_js(value: Any, pieces: list[bytes]) -> None:
-    kind = type(value)
-    if kind is dict:
-        pieces.append(b"{")
-        for index, (key, item) in enumerate(value.items()):
-            comma = "," if index else ""
-            pieces.append(_utf8(comma + _COMPACT.encode(key) + ":"))
-            _write_js(item, pieces)
-        pieces.append(b"}")
-    elif kind is list:
-        pieces.append(b"[")
-        for start in range(0, len(value), 64):  # slices of 64 items, one encoder call each
-            items = value[start:start + 64]
-            if start:
-                pieces.append(b",")
-            _write_js_items(items, pieces)
-        pieces.append(b"]")
-    elif kind is str and len(value) > _SLICE:
-        _write_long_string(value, pieces)
-    else:
-        pieces.append(_utf8(_js_scalar(value)))
+class _NodeJsonWriter:
+    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 256
+    parts, so memory holds the output about twice, never one object per item."""
 
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.pieces: list[bytes] = []
 
-def _write_js_items(items: list[Any], pieces: list[bytes]) -> None:
-    """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
-    plain = all(type(item) in (str, int, bool, type(None)) for item in items)
-    if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
-        pieces.append(_utf8(_COMPACT.encode(items)[1:-1]))
-        return
-    if all(type(item) is float for item in items):
-        pieces.append(_utf8(",".join(map(js_number, items))))
-        return
-    for index, item in enumerate(items):
-        if index:
-            pieces.append(b",")
-        _write_js(item, pieces)
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        if len(self.parts) >= 256:
+            self.flush()
 
+    def flush(self) -> None:
+        self.pieces.append(_utf8("".join(self.parts)))
+        self.parts.clear()
 
-def _write_long_string(text: str, pieces: list[bytes]) -> None:
-    pieces.append(b'"')
-    start = 0
-    while start < len(text):
-        end = start + _SLICE
-        if "\ud800" <= text[end - 1:end] <= "\udbff":
-            end += 1  # never split a surrogate pair between two slices
-        pieces.append(_utf8(_COMPACT.encode(text[start:end])[1:-1]))
-        start = end
-    pieces.append(b'"')
+    def getvalue(self) -> bytes:
+        self.flush()
+        return b"".join(self.pieces)
+
+    def write_value(self, value: Any) -> None:
+        kind = type(value)
+        if kind is dict:
+            self.write("{")
+            for index, (key, item) in enumerate(value.items()):
+                comma = "," if index else ""
+                self.write(comma + _COMPACT.encode(key) + ":")
+                self.write_value(item)
+            self.write("}")
+        elif kind is list:
+            self.write("[")
+            for start in range(0, len(value), 64):
+                if start:
+                    self.write(",")
+                self.write_items(value[start:start + 64])
+            self.write("]")
+        elif kind is str and len(value) > _SLICE:
+            self.write_long_string(value)
+        else:
+            self.write(_js_scalar(value))
+
+    def write_items(self, items: list[Any]) -> None:
+        """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
+        plain = all(type(item) in (str, int, bool, type(None)) for item in items)
+        if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
+            self.write(_COMPACT.encode(items)[1:-1])
+            return
+        if all(type(item) is float for item in items):
+            self.write(",".join(map(js_number, items)))
+            return
+        for index, item in enumerate(items):
+            if index:
+                self.write(",")
+            self.write_value(item)
+
+    def write_long_string(self, text: str) -> None:
+        """A long string in slices, each escaped on its own and encoded at once."""
+        self.write('"')
+        start = 0
+        while start < len(text):
+            end = start + _SLICE
+            if "\ud800" <= text[end - 1:end] <= "\udbff":
+                end += 1  # never split a surrogate pair between two slices
+            self.write(_COMPACT.encode(text[start:end])[1:-1])
+            self.flush()
+            start = end
+        self.write('"')
 
 
 def _js_scalar(value: Any) -> str:
