@@ -713,7 +713,7 @@ def _check_subject(sub: Any, destinations: list[DestinationURL]) -> None:
     if any(destination.matches(sub) for destination in destinations):
         return
     expected = " or ".join(str(destination) for destination in destinations[:4])
-    raise SignatureError("claim sub %.300s is not this function's URL %.300s "
+    raise SignatureError("claim sub %.300s is not this request's URL %.300s "
                          "(QSTASH_DESTINATION_URL sets the URL QStash calls)"
                          % (loggable_url(sub), expected or "(none configured)"))
 
