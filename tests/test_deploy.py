@@ -51,9 +51,12 @@ def test_create_then_deploy(aws_env, tmp_path):
     role = aws(aws_env, "iam", "create-role", "--role-name", "webhook-role",
                "--assume-role-policy-document", TRUST)["Role"]["Arn"]
     created = make(aws_env, ROOT, "create", "FUNCTION=webhook", "ROLE=" + role,
-                   QSTASH_CURRENT_SIGNING_KEY="sig_deployCurrent",
-                   QSTASH_NEXT_SIGNING_KEY="sig_deployNext",
-                   QSTASH_URL="https://hooks.example.com/q", UNRELATED_SECRET="do-not-ship")
+                   QSTASH_CURRENT_SIGNING_KEY="sig_deployCurrentKey0123456",
+                   QSTASH_NEXT_SIGNING_KEY="sig_deployNextKey0123456789",
+                   QSTASH_DESTINATION_URL="https://hooks.example.com/q",
+                   # Upstash's console block: its API base and API token, never this function's
+                   QSTASH_URL="https://qstash.upstash.io", QSTASH_TOKEN="do-not-ship-token",
+                   UNRELATED_SECRET="do-not-ship")
     assert created.returncode == 0, created.stderr
     url = created.stdout.split("Function URL, to give QStash: ")[1].split()[0]
 
@@ -61,9 +64,9 @@ def test_create_then_deploy(aws_env, tmp_path):
     assert config["Handler"] == "lambda_function.lambda_handler"
     assert config["Runtime"] == "python3.12" and config["Role"] == role
     assert config["Environment"]["Variables"] == {
-        "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrent",
-        "QSTASH_NEXT_SIGNING_KEY": "sig_deployNext",
-        "QSTASH_URL": "https://hooks.example.com/q"}
+        "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrentKey0123456",
+        "QSTASH_NEXT_SIGNING_KEY": "sig_deployNextKey0123456789",
+        "QSTASH_DESTINATION_URL": "https://hooks.example.com/q"}
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
     assert "sig_deploy" not in created.stdout + created.stderr  # names printed, never values
 

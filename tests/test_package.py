@@ -105,10 +105,11 @@ def test_help_lists_every_target():
 
 def test_fresh_sample_event_is_accepted_now(monkeypatch, call):
     """README: `make_events.py --fresh function-url` prints an event valid for five minutes."""
-    env = {**__import__("os").environ, "QSTASH_CURRENT_SIGNING_KEY": "sig_MyOwnCurrentKey"}
+    own_key, own_next = "sig_MyOwnCurrentKey0123456789", "sig_MyOwnNextKey0123456789ab"
+    env = {**__import__("os").environ, "QSTASH_CURRENT_SIGNING_KEY": own_key}
     out = subprocess.run([sys.executable, "make_events.py", "--fresh", "function-url"],
                          cwd=ROOT / "tools", env=env, capture_output=True, text=True, check=True)
-    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_MyOwnCurrentKey")
-    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_MyOwnNextKey")
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", own_key)
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", own_next)
     response, log = call(json.loads(out.stdout))
     assert response["statusCode"] == 200, log
