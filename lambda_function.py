@@ -326,8 +326,8 @@ def _read_http_event(event: dict[str, Any], shape: str) -> Request:
 
 
 def _read_body(event: dict[str, Any]) -> bytes:
-    encoded = event.get("isBase64Encoded")
-    if encoded is not None and encoded is not True and encoded is not False:
+    encoded = event.get("isBase64Encoded", False)
+    if encoded is not True and encoded is not False:  # no AWS door sends anything else
         raise Reject(400, "isBase64Encoded is %.20r, not true or false" % (encoded,))
     body = event.get("body") or ""
     if not isinstance(body, str):
