@@ -627,22 +627,27 @@ def _callback_headers(document, name):
 
 
 def _callback_base64(document, name):
-    """A body field: standard base64 (Go's StdEncoding, padded) decoded once to the exact
-    bytes. Missing padding is tolerated, as JavaScript's atob does; anything outside the
-    standard alphabet (URL-safe characters, whitespace, non-ASCII) is not QStash's."""
+    """A body field, base64-decoded once to the exact bytes. QStash writes Go's padded
+    standard base64; it is read as JavaScript's atob reads it (WHATWG "forgiving-base64"),
+    the decoder behind the official SDK's decodeBase64: ASCII whitespace ignored, one or two
+    final `=` optional, nothing outside the standard alphabet (no URL-safe `-` or `_`)."""
     value = document.get(name)
     if value is None:
         return b""
     if not isinstance(value, str) or not value.isascii():
         raise ValueError(name + " is not a base64 string")
-    unpadded = value.rstrip("=")
-    padding = len(value) - len(unpadded)
-    if padding and len(value) % 4:
-        raise ValueError(name + " has misplaced base64 padding")
+    text = value.translate(_ASCII_WHITESPACE)
+    if len(text) % 4 == 0 and text.endswith("="):
+        text = text[:-2] if text.endswith("==") else text[:-1]
+    if len(text) % 4 == 1 or "=" in text:
+        raise ValueError(name + " is not valid base64")
     try:
-        return base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
-    except ValueError:  # binascii.Error: a stray character, or a length no encoder writes
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:  # binascii.Error: a character outside the standard alphabet
         raise ValueError(name + " is not valid base64") from None
+
+
+_ASCII_WHITESPACE = str.maketrans("", "", "\t\n\f\r ")  # the set atob skips
 
 
 # Headers on a QStash delivery that its publisher did not forward: QStash's own (its docs,
