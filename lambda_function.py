@@ -651,13 +651,12 @@ _ASCII_WHITESPACE = str.maketrans("", "", "\t\n\f\r ")  # the set atob skips
 
 
 # Headers on a QStash delivery that its publisher did not forward: QStash's own (its docs,
-# "Receiving Messages"; QStash reserves the Upstash- prefix), HTTP's, and those AWS's front
-# doors (Function URL, API Gateway and its CloudFront edge, ALB) add on the way.
+# "Receiving Messages": User-Agent, Content-Type and Upstash-*), HTTP's, and those AWS's
+# front doors (Function URL, API Gateway and its CloudFront edge, ALB) add on the way.
 NOT_FORWARDED = frozenset((
     "user-agent", "content-type", "content-length", "host", "accept-encoding", "connection",
-    "transfer-encoding", "te", "expect", "via", "forwarded",
-    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id"))
-NOT_FORWARDED_PREFIXES = ("upstash-", "x-amz-", "x-amzn-", "cloudfront-")
+    "transfer-encoding", "te", "expect", "via", "forwarded"))
+NOT_FORWARDED_PREFIXES = ("upstash-", "x-forwarded-", "x-amz-", "x-amzn-", "cloudfront-")
 
 
 def forwarded_headers(headers: dict[str, str]) -> dict[str, str]:

@@ -62,7 +62,8 @@ def signed_event(door, body, extra_headers=None, message_id="msg_callback_delive
 @pytest.fixture(scope="module")
 def node_decoder():
     """A long-lived view of how Node and the official SDK decode base64 text."""
-    need(shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed")
+    need(shutil.which("node") and shutil.which("npm"),
+         "Node.js is required for the official SDK's decodeBase64 (the oracle)")
     from peers import npm_install
     node_dir = npm_install("qstash-js", ROOT / "tests/node/qstash-sdk/package.json")
 
