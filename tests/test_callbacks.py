@@ -403,3 +403,4 @@ def test_retry_later_zero_means_retry_now(qstash_env, monkeypatch, clock, call):
     clock(T0 + 1)
     response, _ = call(signed_event("rest", b"{}"))
     assert response["headers"]["Retry-After"] == "0"
+
