@@ -13,7 +13,7 @@ from conftest import ROOT, need
 
 CORE = ["tests/test_verify.py", "tests/test_handler.py", "tests/test_shapes.py",
         "tests/test_soketi.py", "tests/test_robustness.py", "tests/test_secrets.py",
-        "tests/test_attack.py"]
+        "tests/test_attack.py", "tests/test_callbacks.py"]
 VERSIONS = sorted([*cpython.RELEASES, *pyodide.RELEASES],
                   key=lambda version: tuple(map(int, version.split("."))))
 REQUIREMENTS = ROOT / "requirements-compat.txt"
