@@ -179,6 +179,17 @@ def test_destination_on_an_upstash_io_host_is_a_500_naming_the_variable(
     assert not received
 
 
+@pytest.mark.parametrize("value", [
+    "https://notupstash.io/qstash",
+    "https://hooks.example.com/from/qstash.upstash.io",
+    "https://hooks.example.com/qstash?via=upstash.io",
+])
+def test_only_an_upstash_io_host_is_refused(value, qstash_env, destination, at_t0, call):
+    destination(value)
+    response, log = call(function_url_event(value))
+    assert status(response) == 200, log
+
+
 # --- ALB: Host and X-Forwarded-Proto are the caller's words --------------------------------
 
 @pytest.mark.parametrize("multi_value", [False, True])
@@ -582,7 +593,9 @@ def test_configuration_errors_lists_every_problem_by_name_never_by_value():
                      "QSTASH_DESTINATION_URL"):
         assert variable in text, (variable, errors)
     assert KEY not in text and "sig_EuCentral1NextKey012345" not in text
-    assert check({**environ, "ALLOW_PUBLIC_DEV_KEYS": "1"}) != []  # only the dev keys change
+    opted_in = "\n".join(check({**environ, "ALLOW_PUBLIC_DEV_KEYS": "1"}))
+    assert "SOKETI_SECRET" not in opted_in  # the opt-in lifts the public-key rule only
+    assert "QSTASH_DESTINATION_URL" in opted_in and "QSTASH_NEXT_SIGNING_KEY" in opted_in
 
 
 def test_configuration_errors_reads_the_mapping_it_is_given_not_the_environment(qstash_env):
