@@ -34,6 +34,7 @@ CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
 MAX_TOKEN_LENGTH = 8192  # characters of Upstash-Signature, checked before any decoding
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit, bytes
+MAX_NESTING = 500  # levels of a directly invoked payload; the rebuild recurses per level
 MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
 
 # The QStash CLI dev server signs with these published keys, and soketi's default app secret
@@ -422,24 +423,32 @@ def _read_soketi_invoke(event: dict[str, Any]) -> Request:
 
 
 def _json_size_at_least(value: Any) -> int:
-    """A lower bound of the JSON text's size in bytes, in one walk and without building it."""
+    """A lower bound of the JSON text's size in bytes, without building it. The walk keeps
+    one iterator per level of nesting, so it holds nothing per item."""
     size = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str:
-            size += len(item) + 2
-        elif kind is dict:
-            size += 1 + len(item)  # braces, colons and commas
-            for key in item:
-                size += len(key) + 2
-            stack.extend(item.values())
-        elif kind is list:
-            size += 1 + len(item)
-            stack.extend(item)
+    levels = [iter([value])]
+    while levels:
+        for item in levels[-1]:
+            kind = type(item)
+            if kind is str:
+                size += len(item) + 2
+            elif kind is dict:
+                size += 1 + len(item)  # braces, colons and commas
+                for key in item:
+                    size += len(key) + 2
+                levels.append(iter(item.values()))
+                break
+            elif kind is list:
+                size += 1 + len(item)
+                levels.append(iter(item))
+                break
+            else:
+                size += 1  # numbers, true, false, null
         else:
-            size += 1  # numbers, true, false, null
+            levels.pop()
+            continue
+        if len(levels) > MAX_NESTING:
+            raise Reject(400, "payload is nested deeper than %d levels" % MAX_NESTING)
     return size
 
 
@@ -465,21 +474,25 @@ def node_json(value: Any) -> bytes:
 
 
 class _NodeJsonWriter:
-    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 256
-    parts, so memory holds the output about twice, never one object per item."""
+    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 4096
+    characters (or 256 parts), so memory holds the output about twice, never one object
+    per item."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.buffered = 0  # characters in `parts`
         self.pieces: list[bytes] = []
 
     def write(self, text: str) -> None:
         self.parts.append(text)
-        if len(self.parts) >= 256:
+        self.buffered += len(text)
+        if self.buffered >= 4096 or len(self.parts) >= 256:
             self.flush()
 
     def flush(self) -> None:
         self.pieces.append(_utf8("".join(self.parts)))
         self.parts.clear()
+        self.buffered = 0
 
     def getvalue(self) -> bytes:
         self.flush()
