@@ -11,7 +11,7 @@ export PORT URL SIGN_URL BODY EVENT
 .PHONY: help zip test bench stress clean distclean serve invoke send create deploy
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 zip: ## Build lambda.zip (lambda_function.py only; same sources, same sha256)
 	@$(PYTHON) tools/build_zip.py lambda.zip lambda_function.py
@@ -39,7 +39,7 @@ serve: ## Local Function URL on 127.0.0.1:PORT (default 3000), running the handl
 invoke: ## Run the handler on an event file: make invoke EVENT=events/function-url.json
 	@$(PYTHON) tools/invoke.py "$(EVENT)"
 
-send: ## Sign BODY for URL (or SIGN_URL) as QStash does and POST it to URL: make send URL=... BODY='{}'
+send: ## Sign BODY as QStash does and POST it: make send URL=https://... BODY='{}' [SIGN_URL=...]
 	@$(PYTHON) tools/send.py
 
 create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=arn
