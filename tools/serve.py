@@ -77,6 +77,10 @@ class LoadFailure:
         return ["[ERROR] %s: %s" % (self.error_type, self.message)] + self.trace.splitlines()
 
 
+class HandlerMissing(Exception):
+    """The module loaded, but has no callable of the handler's name."""
+
+
 class HandlerFile:
     """The function HANDLER names, loaded from its file's source and loaded again whenever the
     file changes. Use `current()` before each invocation; `watch()` runs it in the background
@@ -92,18 +96,18 @@ class HandlerFile:
                      % (handler_setting, self.module_name))
         self.path = pathlib.Path(spec.origin)
         self.stamp, self.function, self.failure = None, None, None
+        self.loads = 0  # how many times the file was read: a reload is any after the first
 
     def current(self):
         """(function, None), or (None, LoadFailure) while the file does not load. Call it with
         _one_at_a_time held: loading swaps sys.stdout."""
         stamp = file_stamp(self.path)
-        if stamp != self.stamp:
-            first_load = self.stamp is None
+        if stamp != self.stamp or not self.loads:
             self.stamp = stamp
-            self.load(first_load)
+            self.load()
         return self.function, self.failure
 
-    def load(self, first_load):
+    def load(self):
         """Run the file's source as a fresh module (a new instance's cold start), and report."""
         init_output = io.StringIO()
         try:
@@ -111,12 +115,13 @@ class HandlerFile:
                 module = self.fresh_module()
             function = getattr(module, self.function_name, None)
             if not callable(function):
-                raise LookupError(self.function_name)
+                raise HandlerMissing()
         except (Exception, SystemExit) as error:  # each stops Lambda's runtime from starting it
             self.function, self.failure = None, self.describe(error)
         else:
             self.function, self.failure = function, None
-        self.report(first_load, init_output.getvalue())
+        self.loads += 1
+        self.report(init_output.getvalue())
 
     def fresh_module(self):
         """A new module object from the file's source, compiled from source as Lambda does
@@ -139,7 +144,7 @@ class HandlerFile:
             trace = "".join(traceback.format_exception_only(type(error), error))
             return LoadFailure("Runtime.UserCodeSyntaxError",
                                "Syntax error in module '%s': %s" % (module, error), trace)
-        if isinstance(error, LookupError) and error.args == (name,):
+        if isinstance(error, HandlerMissing):
             return LoadFailure("Runtime.HandlerNotFound",
                                "Handler '%s' missing on module '%s'" % (name, module))
         if isinstance(error, ImportError):
@@ -148,7 +153,7 @@ class HandlerFile:
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return LoadFailure(type(error).__name__, str(error), user_frames_only(trace))
 
-    def report(self, first_load, init_output):
+    def report(self, init_output):
         """Say on stderr what happened to the file; show what it printed while loading."""
         name = self.path.name
         if self.failure:
@@ -158,7 +163,7 @@ class HandlerFile:
                 notice("  " + line)
             notice("answering 502 (as a Function URL does for a function that cannot start) "
                    "until %s loads" % name)
-        elif not first_load:
+        elif self.loads > 1:
             notice("%s changed: reloaded" % name)
         for line in init_output.splitlines():  # what an INIT phase prints goes to the log
             print(line, flush=True)
