@@ -56,12 +56,64 @@ class Reject(Exception):
 
 
 class NonRetryableError(Exception):
-    """Raise in `handle` for a message that can never succeed (bad data, a deleted account).
+    """Raise in `handle` for a message that can never succeed (unknown order, invalid payload):
+    the answer is 489 with `Upstash-NonRetryable-Error: true`, QStash stops retrying and moves
+    the message to the DLQ (and calls its failure callback, if any).
 
-    Answers 489 with `Upstash-NonRetryable-Error: true`: QStash stops retrying and moves the
-    message to its DLQ at once. Any other exception answers 500, which QStash retries with its
-    default backoff (3 retries: after about 12 s, 2.5 min and 30 min).
+    Use RetryLater instead when the message is fine but now is the wrong moment; let any other
+    exception escape (500) for an unexpected fault, which QStash retries on its own backoff.
     """
+
+
+RETRY_AFTER_MAX = 86400  # QStash ignores a Retry-After over one day (then: its own backoff)
+
+
+class RetryLater(Exception):
+    """Raise in `handle` when the message is fine but cannot be processed yet (a rate limit,
+    a dependency that is down, a resource still being created): the answer is 429 with
+    `Retry-After: <seconds>`, and QStash makes its next attempt after that delay instead of
+    its default backoff, min(86400, e^(2.5n)) s after the n-th retry: about 12 s, 2 m 28 s,
+    30 m, then 6 h. A 429 is still a failed attempt: it counts against the message's
+    retries (3 by default), and after the last one QStash moves the message to the DLQ.
+
+    seconds: int, float, numeric str or datetime.timedelta. Rounded up to whole seconds and
+    clamped to 0..86400 (0: retry now; above a day QStash would ignore the header). NaN, an
+    unparsable value or None leave `seconds` None: 429 without Retry-After, so QStash uses its
+    default backoff. reason: logged, and returned in the 429 body.
+
+    Use NonRetryableError instead when no later attempt can succeed.
+    """
+
+    def __init__(self, seconds: object = None, reason: str = "") -> None:
+        self.seconds: int | None = _retry_after_seconds(seconds)
+        self.reason: str = str(reason)
+        super().__init__(self.seconds, self.reason)
+
+    def __str__(self) -> str:
+        if self.seconds is None:
+            return "retry on QStash's default backoff: " + self.reason
+        return "retry after %ds: %s" % (self.seconds, self.reason)
+
+
+def _retry_after_seconds(value):
+    """Whole seconds for Retry-After (RFC 9110: delay-seconds is digits only), rounded up so
+    QStash never comes back earlier than asked, clamped to 0..RETRY_AFTER_MAX; None for
+    something that is not a number (QStash then uses its default backoff)."""
+    if hasattr(value, "total_seconds"):  # datetime.timedelta
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = value if isinstance(value, int) else float(value)  # an int may exceed floats
+    except ValueError:
+        return None
+    if number != number:  # NaN
+        return None
+    if number <= 0:
+        return 0
+    if number >= RETRY_AFTER_MAX:
+        return RETRY_AFTER_MAX
+    return math.ceil(number)
 
 
 # --- 1. Configuration: read once per request, judged whatever the request says ----------
@@ -326,8 +378,8 @@ def _read_http_event(event: dict[str, Any], shape: str) -> Request:
 
 
 def _read_body(event: dict[str, Any]) -> bytes:
-    encoded = event.get("isBase64Encoded")
-    if encoded is not None and encoded is not True and encoded is not False:
+    encoded = event.get("isBase64Encoded", False)
+    if encoded is not True and encoded is not False:  # no AWS door sends anything else
         raise Reject(400, "isBase64Encoded is %.20r, not true or false" % (encoded,))
     body = event.get("body") or ""
     if not isinstance(body, str):
@@ -407,59 +459,79 @@ _SLICE = 65536  # characters of a long string, or items of a long list, written 
 def node_json(value: Any) -> bytes:
     """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
     that Node wrote (so its keys are already in JavaScript's order)."""
-    pieces: list[bytes] = []
-    _write_js(value, pieces)
-    return b"".join(pieces)
+    writer = _NodeJsonWriter()
+    writer.write_value(value)
+    return writer.getvalue()
 
 
-def _write_js(value: Any, pieces: list[bytes]) -> None:
-    kind = type(value)
-    if kind is dict:
-        pieces.append(b"{")
-        for index, (key, item) in enumerate(value.items()):
-            comma = "," if index else ""
-            pieces.append(_utf8(comma + _COMPACT.encode(key) + ":"))
-            _write_js(item, pieces)
-        pieces.append(b"}")
-    elif kind is list:
-        pieces.append(b"[")
-        for start in range(0, len(value), 64):  # slices of 64 items, one encoder call each
-            items = value[start:start + 64]
-            if start:
-                pieces.append(b",")
-            _write_js_items(items, pieces)
-        pieces.append(b"]")
-    elif kind is str and len(value) > _SLICE:
-        _write_long_string(value, pieces)
-    else:
-        pieces.append(_utf8(_js_scalar(value)))
+class _NodeJsonWriter:
+    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 256
+    parts, so memory holds the output about twice, never one object per item."""
 
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.pieces: list[bytes] = []
 
-def _write_js_items(items: list[Any], pieces: list[bytes]) -> None:
-    """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
-    plain = all(type(item) in (str, int, bool, type(None)) for item in items)
-    if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
-        pieces.append(_utf8(_COMPACT.encode(items)[1:-1]))
-        return
-    if all(type(item) is float for item in items):
-        pieces.append(_utf8(",".join(map(js_number, items))))
-        return
-    for index, item in enumerate(items):
-        if index:
-            pieces.append(b",")
-        _write_js(item, pieces)
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        if len(self.parts) >= 256:
+            self.flush()
 
+    def flush(self) -> None:
+        self.pieces.append(_utf8("".join(self.parts)))
+        self.parts.clear()
 
-def _write_long_string(text: str, pieces: list[bytes]) -> None:
-    pieces.append(b'"')
-    start = 0
-    while start < len(text):
-        end = start + _SLICE
-        if "\ud800" <= text[end - 1:end] <= "\udbff":
-            end += 1  # never split a surrogate pair between two slices
-        pieces.append(_utf8(_COMPACT.encode(text[start:end])[1:-1]))
-        start = end
-    pieces.append(b'"')
+    def getvalue(self) -> bytes:
+        self.flush()
+        return b"".join(self.pieces)
+
+    def write_value(self, value: Any) -> None:
+        kind = type(value)
+        if kind is dict:
+            self.write("{")
+            for index, (key, item) in enumerate(value.items()):
+                comma = "," if index else ""
+                self.write(comma + _COMPACT.encode(key) + ":")
+                self.write_value(item)
+            self.write("}")
+        elif kind is list:
+            self.write("[")
+            for start in range(0, len(value), 64):
+                if start:
+                    self.write(",")
+                self.write_items(value[start:start + 64])
+            self.write("]")
+        elif kind is str and len(value) > _SLICE:
+            self.write_long_string(value)
+        else:
+            self.write(_js_scalar(value))
+
+    def write_items(self, items: list[Any]) -> None:
+        """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
+        plain = all(type(item) in (str, int, bool, type(None)) for item in items)
+        if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
+            self.write(_COMPACT.encode(items)[1:-1])
+            return
+        if all(type(item) is float for item in items):
+            self.write(",".join(map(js_number, items)))
+            return
+        for index, item in enumerate(items):
+            if index:
+                self.write(",")
+            self.write_value(item)
+
+    def write_long_string(self, text: str) -> None:
+        """A long string in slices, each escaped on its own and encoded at once."""
+        self.write('"')
+        start = 0
+        while start < len(text):
+            end = start + _SLICE
+            if "\ud800" <= text[end - 1:end] <= "\udbff":
+                end += 1  # never split a surrogate pair between two slices
+            self.write(_COMPACT.encode(text[start:end])[1:-1])
+            self.flush()
+            start = end
+        self.write('"')
 
 
 def _js_scalar(value: Any) -> str:
@@ -693,7 +765,7 @@ def _check_subject(sub: Any, destinations: list[DestinationURL]) -> None:
     if any(destination.matches(sub) for destination in destinations):
         return
     expected = " or ".join(str(destination) for destination in destinations[:4])
-    raise SignatureError("claim sub %.300s is not this function's URL %.300s "
+    raise SignatureError("claim sub %.300s is not this request's URL %.300s "
                          "(QSTASH_DESTINATION_URL sets the URL QStash calls)"
                          % (loggable_url(sub), expected or "(none configured)"))
 
@@ -770,6 +842,10 @@ class Message:
       message_id   Upstash-Message-Id     retried      Upstash-Retried (int)
       schedule_id  Upstash-Schedule-Id    region       Upstash-Region
       topic_name   Upstash-Topic-Name     caller_ip    Upstash-Caller-Ip
+      forwarded_headers  the publisher's `Upstash-Forward-*` headers, as they arrive
+    Read from the signed body:
+      callback     a Callback (section 6b) when this delivery is a QStash callback or
+                   failure callback, else None
     Delivery is at least once: set DEDUP_TABLE, or deduplicate on message_id yourself.
     """
 
@@ -790,6 +866,10 @@ class Message:
         self.region: Optional[str] = headers.get("upstash-region")
         self.topic_name: Optional[str] = headers.get("upstash-topic-name")
         self.caller_ip: Optional[str] = headers.get("upstash-caller-ip")
+        is_qstash = source == "qstash"
+        self.forwarded_headers: dict[str, str] = forwarded_headers(headers) if is_qstash else {}
+        self.callback: Optional[Callback] = parse_callback(headers, self.body) if is_qstash \
+            else None
         self._json = payload
 
     @property
@@ -812,6 +892,216 @@ def _header_count(value: Optional[str]) -> Optional[int]:
     if value and len(value) < 9 and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+# --- 6b. QStash callbacks: a delivery that describes another delivery -------------------
+# A callback (`Upstash-Callback` at publish time) or failure callback
+# (`Upstash-Failure-Callback`) is an ordinary signed QStash delivery to the callback URL whose
+# JSON body describes another message's delivery. QStash marks it with no header: its docs
+# list the same delivery headers for every message, and Upstash's own workflow SDK knows its
+# callbacks only by a header it forwards itself (`Upstash-Callback-Forward-...`). So a body
+# is a callback only when it has the documented shape: the fields every callback carries,
+# every documented field present with QStash's type, both bodies valid base64. Anything
+# else, including user JSON that merely has a `sourceMessageId` key, or a callback-like body
+# with a broken field, is an ordinary message (README.md, "Callbacks").
+
+CALLBACK_KEY = b'"sourceMessageId"'  # QStash writes its keys unescaped: a cheap first test
+
+
+class Callback:
+    """A QStash callback or failure callback in Python form: `message.callback`.
+
+    About the destination's answer to the original message:
+      status: its HTTP status. header: its headers (lowercased name -> list of values).
+      body: its body, base64-decoded once: the exact bytes, binary or text (for UTF-8 text,
+      `callback.body.decode()`; QStash may truncate a body over the plan's message size).
+      retried: retries before that attempt (0 on the first). max_retries: retries allowed.
+    About the original message:
+      source_message_id, url, method, source_header (as `header`), source_body (bytes),
+      topic_name (URL group), endpoint_name, schedule_id, caller_ip (its publisher),
+      not_before, created_at (Unix milliseconds).
+    dlq_id: its Dead Letter Queue id; present on failure callbacks only.
+    Optional fields QStash left out (or sent empty) are None.
+    """
+
+    def __init__(self, *, status: int, header: dict[str, list[str]], body: bytes,
+                 retried: int, max_retries: int, source_message_id: str, url: str,
+                 method: str, source_header: dict[str, list[str]], source_body: bytes,
+                 topic_name: str | None = None, endpoint_name: str | None = None,
+                 schedule_id: str | None = None, caller_ip: str | None = None,
+                 not_before: int | None = None, created_at: int | None = None,
+                 dlq_id: str | None = None) -> None:
+        self.status: int = status
+        self.header: dict[str, list[str]] = header
+        self.body: bytes = body
+        self.retried: int = retried
+        self.max_retries: int = max_retries
+        self.source_message_id: str = source_message_id
+        self.url: str = url
+        self.method: str = method
+        self.source_header: dict[str, list[str]] = source_header
+        self.source_body: bytes = source_body
+        self.topic_name: str | None = topic_name
+        self.endpoint_name: str | None = endpoint_name
+        self.schedule_id: str | None = schedule_id
+        self.caller_ip: str | None = caller_ip
+        self.not_before: int | None = not_before
+        self.created_at: int | None = created_at
+        self.dlq_id: str | None = dlq_id
+
+    @property
+    def is_failure(self) -> bool:
+        """True for a failure callback: every retry failed, the message is in the DLQ."""
+        return self.dlq_id is not None
+
+    @property
+    def last_attempt(self) -> bool:
+        """True when no retry follows (QStash's docs: `retried == maxRetries`). A callback
+        with a 2xx status is final as well: QStash retries only failed attempts."""
+        return self.retried == self.max_retries
+
+    def __repr__(self) -> str:
+        return "Callback(status=%d, source_message_id=%r, retried=%d/%d, failure=%s)" % (
+            self.status, self.source_message_id, self.retried, self.max_retries,
+            self.is_failure)
+
+
+def parse_callback(headers: dict[str, str], body: bytes) -> Callback | None:
+    """The Callback this verified QStash delivery carries, or None for an ordinary message.
+
+    headers: the request's headers, lowercased names. body: the raw (signed) body. A body
+    without the callback shape, or with one field broken (bad base64, a wrong type), is
+    ordinary: QStash would resend the same signed bytes on every retry, so refusing it could
+    never succeed, and `message.json` still holds all of it for `handle`.
+    """
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    if CALLBACK_KEY not in body:
+        return None
+    try:
+        document = json.loads(body)
+        callback = _callback_from(document)
+    except (ValueError, RecursionError):
+        return None
+    if callback.source_message_id == headers.get("upstash-message-id"):
+        return None  # a callback is a new message: it cannot describe its own delivery
+    return callback
+
+
+def _callback_from(document):
+    """Build a Callback from the parsed body; ValueError naming the first field that does
+    not have QStash's shape. Field names and types: QStash's docs, "Callbacks"."""
+    if not isinstance(document, dict):
+        raise ValueError("body is not a JSON object")
+    status = _callback_integer(document, "status", None)
+    if status is None or not 0 <= status <= 999:
+        raise ValueError("status is not an HTTP status")
+    return Callback(
+        status=status,
+        header=_callback_headers(document, "header"),
+        body=_callback_base64(document, "body"),
+        retried=_callback_integer(document, "retried", 0),  # left out on a first attempt
+        max_retries=_callback_integer(document, "maxRetries", 0),
+        source_message_id=_callback_text(document, "sourceMessageId", required=True),
+        url=_callback_text(document, "url", required=True),
+        method=_callback_text(document, "method", required=True),
+        source_header=_callback_headers(document, "sourceHeader"),
+        source_body=_callback_base64(document, "sourceBody"),
+        topic_name=_callback_text(document, "topicName"),
+        endpoint_name=_callback_text(document, "endpointName"),
+        schedule_id=_callback_text(document, "scheduleId"),
+        caller_ip=_callback_text(document, "callerIP"),
+        not_before=_callback_integer(document, "notBefore", None),
+        created_at=_callback_integer(document, "createdAt", None),
+        dlq_id=_callback_text(document, "dlqId"),
+    )
+
+
+def _callback_text(document, name, required=False):
+    """A string field; None when absent, null or empty (Go writes "" for an unset string)."""
+    value = document.get(name)
+    if value is None or value == "":
+        if required:
+            raise ValueError(name + " is missing")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(name + " is not a string")
+    return value
+
+
+def _callback_integer(document, name, default):
+    """An integer field. QStash's docs show the times as strings of digits ("1701198458025")
+    and its SDK's docs as numbers: both are read."""
+    value = document.get(name)
+    if value is None or value == "":
+        return default
+    if type(value) is int:  # not bool, not float
+        return value
+    if isinstance(value, str) and len(value) <= 19 and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError(name + " is not an integer")
+
+
+def _callback_headers(document, name):
+    """A header map: Go's http.Header (name -> list of values); a single string value, as
+    QStash's docs show for sourceHeader, becomes a list of one. Names lowercased, as
+    `message.headers`."""
+    value = document.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(name + " is not an object")
+    headers = {}
+    for header_name, values in value.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(name + " values are not strings")
+        headers.setdefault(header_name.lower(), []).extend(values)
+    return headers
+
+
+def _callback_base64(document, name):
+    """A body field, base64-decoded once to the exact bytes. QStash writes Go's padded
+    standard base64; it is read as JavaScript's atob reads it (WHATWG "forgiving-base64"),
+    the decoder behind the official SDK's decodeBase64: ASCII whitespace ignored, one or two
+    final `=` optional, nothing outside the standard alphabet (no URL-safe `-` or `_`)."""
+    value = document.get(name)
+    if value is None:
+        return b""
+    if not isinstance(value, str) or not value.isascii():
+        raise ValueError(name + " is not a base64 string")
+    text = value.translate(_ASCII_WHITESPACE)
+    if len(text) % 4 == 0 and text.endswith("="):
+        text = text[:-2] if text.endswith("==") else text[:-1]
+    if len(text) % 4 == 1 or "=" in text:
+        raise ValueError(name + " is not valid base64")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:  # binascii.Error: a character outside the standard alphabet
+        raise ValueError(name + " is not valid base64") from None
+
+
+_ASCII_WHITESPACE = str.maketrans("", "", "\t\n\f\r ")  # the set atob skips
+
+
+# Headers on a QStash delivery that its publisher did not forward: QStash's own (its docs,
+# "Receiving Messages": User-Agent, Content-Type and Upstash-*), HTTP's, and those AWS's
+# front doors (Function URL, API Gateway and its CloudFront edge, ALB) add on the way.
+NOT_FORWARDED = frozenset((
+    "user-agent", "content-type", "content-length", "host", "accept-encoding", "connection",
+    "transfer-encoding", "te", "expect", "via", "forwarded"))
+NOT_FORWARDED_PREFIXES = ("upstash-", "x-forwarded-", "x-amz-", "x-amzn-", "cloudfront-")
+
+
+def forwarded_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The publisher's `Upstash-Forward-*` headers as they arrive (QStash strips the prefix,
+    so `Upstash-Forward-X-Tenant: a` arrives as `x-tenant: a`; for a callback, its
+    `Upstash-Callback-Forward-*` ones): every header except QStash's own and those HTTP and
+    AWS add. A forwarded header whose name is one of those is indistinguishable from it and
+    stays only in `message.headers`."""
+    return {name: value for name, value in headers.items()
+            if name not in NOT_FORWARDED and not name.startswith(NOT_FORWARDED_PREFIXES)}
 
 
 def authenticate(request: Request, configuration: Configuration) -> Message:
@@ -884,8 +1174,10 @@ def handle(message: Message) -> Any:
     """Do the work for one verified Message; the return value becomes the 200 JSON body.
 
     Raise NonRetryableError for a message that can never succeed (QStash: 489, no retry, DLQ).
+    Raise RetryLater(seconds, reason) when it can succeed later (429 + Retry-After).
     Raise Reject(status, reason) to answer a 4xx/5xx of your choice. Any other exception
-    answers 500 and QStash retries later.
+    answers 500 and QStash retries later. `message.callback` is set when this is a QStash
+    callback or failure callback.
     """
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
@@ -919,6 +1211,12 @@ def run_handle(message: Message) -> Answer:
         reason = "NonRetryableError: " + _safe_str(exc)
         return Answer(489, json.dumps({"error": _safe_str(exc)}), reason,
                       {"Upstash-NonRetryable-Error": "true"})
+    except RetryLater as exc:
+        headers = {}
+        if exc.seconds is not None:  # None: no header, QStash uses its default backoff
+            headers["Retry-After"] = str(exc.seconds)
+        body = json.dumps({"error": _safe_str(exc.reason), "retryAfter": exc.seconds})
+        return Answer(429, body, "RetryLater: " + _safe_str(exc), headers)
     except Reject as exc:
         return _answer_for_reject(exc)
     except Exception as exc:  # QStash retries a 500

@@ -124,17 +124,18 @@ def test_warm_container_picks_up_rotated_keys(monkeypatch, clock, call):
     monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", NEXT)
     assert call(qstash_request(key=KEY))[0]["statusCode"] == 200
     monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", NEXT)  # the console's "roll"
-    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_BrandNewNextKey")
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_BrandNewNextKey0123456789")
     assert call(qstash_request(key=NEXT))[0]["statusCode"] == 200
     assert call(qstash_request(key=KEY))[0]["statusCode"] == 401
 
 
 def test_region_keys_are_used_for_that_region(qstash_env, monkeypatch, clock, call):
     clock(T0 + 1)
-    monkeypatch.setenv("US_EAST_1_QSTASH_CURRENT_SIGNING_KEY", "sig_UsEast1Current")
-    monkeypatch.setenv("US_EAST_1_QSTASH_NEXT_SIGNING_KEY", "sig_UsEast1Next")
+    monkeypatch.setenv("US_EAST_1_QSTASH_CURRENT_SIGNING_KEY", "sig_UsEast1CurrentKey0123456")
+    monkeypatch.setenv("US_EAST_1_QSTASH_NEXT_SIGNING_KEY", "sig_UsEast1NextKey0123456789")
     region = {"Upstash-Region": "US-EAST-1"}
-    assert call(qstash_request(key="sig_UsEast1Next", headers=region))[0]["statusCode"] == 200
+    signed_by_region = qstash_request(key="sig_UsEast1NextKey0123456789", headers=region)
+    assert call(signed_by_region)[0]["statusCode"] == 200
     assert call(qstash_request(key=KEY, headers=region))[0]["statusCode"] == 401
     eu = {"Upstash-Region": "EU-CENTRAL-1"}  # no EU keys: the plain pair applies
     assert call(qstash_request(key=KEY, headers=eu))[0]["statusCode"] == 200
@@ -142,7 +143,7 @@ def test_region_keys_are_used_for_that_region(qstash_env, monkeypatch, clock, ca
 
 
 def test_half_a_region_pair_is_500_naming_the_missing_one(qstash_env, monkeypatch, call):
-    monkeypatch.setenv("EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY", "sig_Eu")
+    monkeypatch.setenv("EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY", "sig_EuCentral1CurrentKey012")
     response, _ = call(qstash_request(headers={"Upstash-Region": "EU-CENTRAL-1"}))
     assert response["statusCode"] == 500
     assert "EU_CENTRAL_1_QSTASH_NEXT_SIGNING_KEY" in response["body"]
@@ -154,7 +155,7 @@ def test_odd_region_headers_fall_back_to_the_plain_keys(region, qstash_env, cloc
     assert call(qstash_request(headers={"Upstash-Region": region}))[0]["statusCode"] == 200
 
 
-def test_qstash_url_wins_over_the_derived_url(qstash_env, monkeypatch, clock, call):
+def test_destination_url_wins_over_the_derived_url(qstash_env, monkeypatch, clock, call):
     """Behind a custom domain the Lambda sees its own domain; the token names the public one."""
     clock(T0 + 1)
     public = "https://hooks.example.com/qstash"
@@ -164,7 +165,9 @@ def test_qstash_url_wins_over_the_derived_url(qstash_env, monkeypatch, clock, ca
     response, log = call(event)
     assert response["statusCode"] == 401
     assert public in log["reason"] and "abc123.lambda-url" in log["reason"]
-    monkeypatch.setenv("QSTASH_URL", public)
+    monkeypatch.setenv("QSTASH_URL", public)  # Upstash's name for its API base: ignored
+    assert call(event)[0]["statusCode"] == 401
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", public)
     assert call(event)[0]["statusCode"] == 200
 
 

@@ -14,6 +14,8 @@ from conftest import ROOT
 from make_events import SAMPLE_QSTASH_KEYS, SAMPLE_SOKETI, SAMPLE_TIME
 
 EVENTS = sorted((ROOT / "events").glob("*.json"))
+ALB_EVENTS = [path for path in EVENTS if path.name.startswith("alb")]
+SAMPLE_ALB_URL = "https://hooks.example.com/hooks/qstash?tenant=7"  # README, "Sample events"
 
 
 def make_zip(tmp_path, name):
@@ -59,11 +61,20 @@ def test_handler_imports_in_a_bare_interpreter(tmp_path):
 
 
 @pytest.fixture
-def sample_env(monkeypatch):
+def sample_keys(monkeypatch):
+    """The sample keys README gives for events/."""
     monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[0])
     monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[1])
     monkeypatch.setenv("SOKETI_KEY", SAMPLE_SOKETI[0])
     monkeypatch.setenv("SOKETI_SECRET", SAMPLE_SOKETI[1])
+
+
+@pytest.fixture
+def sample_env(sample_keys, monkeypatch, request):
+    """The sample keys, and for the ALB events the destination README gives: behind an ALB
+    the URL is never derived from the caller's Host header."""
+    if request.getfixturevalue("path") in ALB_EVENTS:
+        monkeypatch.setenv("QSTASH_DESTINATION_URL", SAMPLE_ALB_URL)
 
 
 @pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
@@ -78,6 +89,14 @@ def test_sample_event_today_is_401_for_its_age(path, sample_env, call):
     response, log = call(json.loads(path.read_text()))
     assert response["statusCode"] == 401
     assert "expired" in log["reason"] or "time_ms" in log["reason"]
+
+
+@pytest.mark.parametrize("path", ALB_EVENTS, ids=lambda p: p.name)
+def test_sample_alb_event_without_a_destination_is_500_naming_it(path, sample_keys, clock,
+                                                                 call):
+    clock(SAMPLE_TIME + 10)
+    response, log = call(json.loads(path.read_text()))
+    assert response["statusCode"] == 500 and "QSTASH_DESTINATION_URL" in response["body"]
 
 
 @pytest.mark.parametrize("path", EVENTS, ids=lambda p: p.name)
@@ -105,10 +124,11 @@ def test_help_lists_every_target():
 
 def test_fresh_sample_event_is_accepted_now(monkeypatch, call):
     """README: `make_events.py --fresh function-url` prints an event valid for five minutes."""
-    env = {**__import__("os").environ, "QSTASH_CURRENT_SIGNING_KEY": "sig_MyOwnCurrentKey"}
+    own_key, own_next = "sig_MyOwnCurrentKey0123456789", "sig_MyOwnNextKey0123456789ab"
+    env = {**__import__("os").environ, "QSTASH_CURRENT_SIGNING_KEY": own_key}
     out = subprocess.run([sys.executable, "make_events.py", "--fresh", "function-url"],
                          cwd=ROOT / "tools", env=env, capture_output=True, text=True, check=True)
-    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_MyOwnCurrentKey")
-    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_MyOwnNextKey")
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", own_key)
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", own_next)
     response, log = call(json.loads(out.stdout))
     assert response["statusCode"] == 200, log

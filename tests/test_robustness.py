@@ -7,8 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import ROOT
+from make_events import SAMPLE_QSTASH_KEYS, SAMPLE_SOKETI
 
 SAMPLES = [json.loads(p.read_text()) for p in sorted((ROOT / "events").glob("*.json"))]
+SAMPLE_ALB_URL = "https://hooks.example.com/hooks/qstash?tenant=7"  # events/alb.json's
 leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
           | st.sampled_from(["", "2.0", "/", "%%%", "\ud800", "a" * 5000, "true", "{}"]))
 json_values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=5)
@@ -48,11 +50,15 @@ SETTINGS = settings(max_examples=600, suppress_health_check=list(HealthCheck))
 
 @pytest.fixture(params=["configured", "unconfigured"])
 def config(request, monkeypatch):
+    """The keys the sample events were signed with, so mutated samples reach verification;
+    the destination lets the ALB samples reach it too (an ALB's Host is not trusted)."""
     if request.param == "configured":
-        monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_SampleCurrentKeyForTheEventsFolder")
-        monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", "sig_SampleNextKeyForTheEventsFolder")
-        monkeypatch.setenv("SOKETI_SECRET", "app-secret")
-        monkeypatch.setenv("SOKETI_KEY", "app-key")
+        monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[0])
+        monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", SAMPLE_QSTASH_KEYS[1])
+        monkeypatch.setenv("QSTASH_DESTINATION_URL", SAMPLE_ALB_URL)
+        monkeypatch.setenv("SOKETI_KEY", SAMPLE_SOKETI[0])
+        monkeypatch.setenv("SOKETI_SECRET", SAMPLE_SOKETI[1])
+        monkeypatch.setenv("ALLOW_PUBLIC_DEV_KEYS", "1")  # in case a sample secret is public
 
 
 @SETTINGS

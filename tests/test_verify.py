@@ -15,6 +15,7 @@ from signer import body_hash, sign_qstash
 URL = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
 BODY = b'{"job": 1}'
 T0 = 1_790_000_000
+SUB_MISMATCH = "claim sub"  # how a URL mismatch's reason starts
 
 
 def b64url(raw):
@@ -234,15 +235,15 @@ def test_one_trailing_slash_is_tolerated(signed_for, request_url):
 @pytest.mark.parametrize("request_url", [URL + "//", URL + "/x", URL.upper(), URL + "?a=1",
                                          URL.replace("https", "http"), URL + "#frag"])
 def test_any_other_url_difference_is_refused(request_url):
-    assert "not this request's URL" in reason(pyjwt_token(), url=request_url)
+    assert SUB_MISMATCH in reason(pyjwt_token(), url=request_url)
 
 
 def test_query_string_is_part_of_the_url():
     token = pyjwt_token(url=URL + "?tenant=7")
     assert verify(token, KEY, BODY, URL + "?tenant=7", now=T0 + 10)
-    assert "not this request's URL" in reason(token, url=URL)
-    assert "not this request's URL" in reason(token, url=URL + "?tenant=8")
-    assert "not this request's URL" in reason(token, url=URL + "?tenant=7/")
+    assert SUB_MISMATCH in reason(token, url=URL)
+    assert SUB_MISMATCH in reason(token, url=URL + "?tenant=8")
+    assert SUB_MISMATCH in reason(token, url=URL + "?tenant=7/")
 
 
 def test_url_none_skips_only_the_subject_check():

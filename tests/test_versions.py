@@ -13,7 +13,7 @@ from conftest import ROOT, need
 
 CORE = ["tests/test_verify.py", "tests/test_handler.py", "tests/test_shapes.py",
         "tests/test_soketi.py", "tests/test_robustness.py", "tests/test_secrets.py",
-        "tests/test_attack.py"]
+        "tests/test_attack.py", "tests/test_callbacks.py"]
 VERSIONS = sorted([*cpython.RELEASES, *pyodide.RELEASES],
                   key=lambda version: tuple(map(int, version.split("."))))
 REQUIREMENTS = ROOT / "requirements-compat.txt"
@@ -63,8 +63,10 @@ def test_import_and_every_sample_event_raise_no_warning(version):
     run = subprocess.run(python(version, *flags, "-c", script, packages=False), cwd=ROOT,
                          capture_output=True, text=True, timeout=120,
                          env={"PATH": os.environ["PATH"], "PYTHONDONTWRITEBYTECODE": "1",
-                              "QSTASH_CURRENT_SIGNING_KEY": "sig_a", "QSTASH_NEXT_SIGNING_KEY":
-                              "sig_b", "SOKETI_SECRET": "s"})
+                              "QSTASH_CURRENT_SIGNING_KEY": "sig_VersionsCurrentKey012345",
+                              "QSTASH_NEXT_SIGNING_KEY": "sig_VersionsNextKey0123456789",
+                              "QSTASH_DESTINATION_URL": "https://hooks.example.com/hooks/qstash",
+                              "SOKETI_SECRET": "s"})
     assert run.returncode == 0, run.stderr[-3000:]
     answered = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("[")]
     assert len(answered) == len(list((ROOT / "events").glob("*.json"))) > 0

@@ -18,7 +18,9 @@ from signer import sign_pusher
 
 SAMPLE_QSTASH_KEYS = ("sig_SampleCurrentKeyForTheEventsFolder",
                       "sig_SampleNextKeyForTheEventsFolder")
-SAMPLE_SOKETI = ("app-key", "app-secret")  # soketi's default app key and secret
+# Not soketi's default `app-secret`: the handler refuses published secrets unless
+# ALLOW_PUBLIC_DEV_KEYS=1, and these events must work in a deployed function's console.
+SAMPLE_SOKETI = ("sample-app-key", "sample-app-secret-for-the-events-folder")
 SAMPLE_TIME = 1790000000  # 2026-09-21T14:13:20Z
 BODY = b'{"hello":"world","order":42}'
 SOKETI_EVENTS = [
