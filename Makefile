@@ -5,13 +5,13 @@ VPY    := $(VENV)/bin/python
 
 PORT   ?= 3000
 # Read by the tools from the environment, so quotes in BODY survive: make send BODY='{"a":1}'
-export PORT URL BODY EVENT
+export PORT URL SIGN_URL BODY EVENT
 
 .DEFAULT_GOAL := help
-.PHONY: help zip test bench stress clean serve invoke send create deploy
+.PHONY: help zip test bench stress clean distclean serve invoke send create deploy
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 zip: ## Build lambda.zip (lambda_function.py only; same sources, same sha256)
 	@$(PYTHON) tools/build_zip.py lambda.zip lambda_function.py
@@ -21,8 +21,9 @@ $(VENV)/.installed: requirements-test.txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	@touch $@
 
+# PYTEST_ARGS replaces the default `tests`: make test PYTEST_ARGS='tests/test_local.py -k reload'
 test: $(VENV)/.installed ## Install the pinned test packages into .venv and run every test
-	$(VPY) -m pytest tests $(PYTEST_ARGS)
+	$(VPY) -m pytest $(or $(PYTEST_ARGS),tests)
 
 bench: $(VENV)/.installed zip ## Figures vs targets: verify, soketi, 6 MB limits, cold start, serve load
 	$(VPY) tools/bench.py
@@ -38,7 +39,7 @@ serve: ## Local Function URL on 127.0.0.1:PORT (default 3000), running the handl
 invoke: ## Run the handler on an event file: make invoke EVENT=events/function-url.json
 	@$(PYTHON) tools/invoke.py "$(EVENT)"
 
-send: ## Sign BODY for URL as QStash does and POST it: make send URL=https://... BODY='{}'
+send: ## Sign BODY as QStash does and POST it: make send URL=https://... BODY='{}' [SIGN_URL=...]
 	@$(PYTHON) tools/send.py
 
 create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=arn
@@ -47,5 +48,12 @@ create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=
 deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deploy FUNCTION=name
 	@$(PYTHON) tools/deploy.py update "$(FUNCTION)"
 
-clean: ## Remove lambda.zip, .venv and caches
-	rm -rf lambda.zip build $(VENV) .pytest_cache tests/__pycache__ tools/__pycache__ __pycache__
+clean: ## Remove lambda.zip, .venv and caches; keeps the built interpreters and peers in build/
+	rm -rf lambda.zip $(VENV) .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__
+	@echo "kept build/ (CPython 3.9 and 3.13 built from source, Pyodide, the emulator, npm peers):"
+	@echo "make distclean deletes it too"
+
+distclean: clean ## Also delete build/ and node_modules: the next make test rebuilds them (~$(REBUILD))
+	rm -rf build node_modules
+	@echo "deleted the built interpreters and test peers: the next make test downloads and builds"
+	@echo "them again, ~$(REBUILD) on two cores"

@@ -1,4 +1,5 @@
-"""make create and make deploy, run with the real AWS CLI against moto_server on loopback."""
+"""make create and make deploy, run with the real AWS CLI against moto_server on loopback: what
+they send, what they refuse to deploy (before AWS is called), and create run twice."""
 import base64
 import hashlib
 import json
@@ -6,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -38,6 +40,20 @@ def aws(env, *args):
     return json.loads(out) if out.strip() else None
 
 
+CURRENT, NEXT = "sig_deployCurrentKey0123456789ab", "sig_deployNextKey0123456789abcd"
+GOOD_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": CURRENT, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+
+
+@pytest.fixture(scope="module")
+def role(aws_env):
+    return aws(aws_env, "iam", "create-role", "--role-name", "webhook-role",
+               "--assume-role-policy-document", TRUST)["Role"]["Arn"]
+
+
+def function_names(env):
+    return {f["FunctionName"] for f in aws(env, "lambda", "list-functions")["Functions"]}
+
+
 def make(env, cwd, *args, **extra):
     return subprocess.run(["make", "-s", *args], cwd=cwd, capture_output=True, text=True,
                           env={**env, **extra})
@@ -47,28 +63,38 @@ def zip_code_sha256(folder):
     return base64.b64encode(hashlib.sha256((folder / "lambda.zip").read_bytes()).digest()).decode()
 
 
-def test_create_then_deploy(aws_env, tmp_path):
-    role = aws(aws_env, "iam", "create-role", "--role-name", "webhook-role",
-               "--assume-role-policy-document", TRUST)["Role"]["Arn"]
+SENT = {**GOOD_KEYS, "QSTASH_DESTINATION_URL": "https://hooks.example.com/q",
+        "EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY": "sig_regionalCurrentKey0123456789",
+        "EU_CENTRAL_1_QSTASH_NEXT_SIGNING_KEY": "sig_regionalNextKey0123456789ab",
+        "QSTASH_CLOCK_TOLERANCE": "10", "SOKETI_SECRET": "a-real-soketi-secret-5f1e",
+        "SOKETI_NEXT_SECRET": "a-second-soketi-secret-77c2", "SOKETI_KEY": "my-app-key",
+        "SOKETI_MAX_AGE": "600", "METRICS_NAMESPACE": "Webhooks", "DEDUP_TABLE": "webhook-dedup",
+        "DEDUP_TTL": "86400"}
+NOT_SENT = {"QSTASH_URL": "https://qstash.upstash.io", "QSTASH_TOKEN": "do-not-ship-token",
+            "UNRELATED_SECRET": "do-not-ship"}
+
+
+def test_create_then_create_again_then_deploy(aws_env, role, tmp_path):
     created = make(aws_env, ROOT, "create", "FUNCTION=webhook", "ROLE=" + role,
-                   QSTASH_CURRENT_SIGNING_KEY="sig_deployCurrentKey0123456",
-                   QSTASH_NEXT_SIGNING_KEY="sig_deployNextKey0123456789",
-                   QSTASH_DESTINATION_URL="https://hooks.example.com/q",
-                   # Upstash's console block: its API base and API token, never this function's
-                   QSTASH_URL="https://qstash.upstash.io", QSTASH_TOKEN="do-not-ship-token",
-                   UNRELATED_SECRET="do-not-ship")
+                   **SENT, **NOT_SENT)
     assert created.returncode == 0, created.stderr
     url = created.stdout.split("Function URL, to give QStash: ")[1].split()[0]
 
     config = aws(aws_env, "lambda", "get-function", "--function-name", "webhook")["Configuration"]
     assert config["Handler"] == "lambda_function.lambda_handler"
     assert config["Runtime"] == "python3.12" and config["Role"] == role
-    assert config["Environment"]["Variables"] == {
-        "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrentKey0123456",
-        "QSTASH_NEXT_SIGNING_KEY": "sig_deployNextKey0123456789",
-        "QSTASH_DESTINATION_URL": "https://hooks.example.com/q"}
+    assert config["Environment"]["Variables"] == SENT
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
-    assert "sig_deploy" not in created.stdout + created.stderr  # names printed, never values
+    printed = created.stdout + created.stderr  # names printed, never values
+    assert not any(value in printed for value in [*SENT.values(), *NOT_SENT.values()]
+                   if len(value) > 8)
+
+    again = make(aws_env, ROOT, "create", "FUNCTION=webhook", "ROLE=" + role, **SENT)
+    assert again.returncode != 0
+    assert "function webhook already exists" in again.stderr
+    assert "make deploy FUNCTION=webhook" in again.stderr
+    assert "update-function-configuration --function-name webhook" in again.stderr
+    assert "An error occurred" not in again.stderr  # not the raw CLI error
 
     url_config = aws(aws_env, "lambda", "get-function-url-config", "--function-name", "webhook")
     assert url_config["AuthType"] == "NONE" and url_config["FunctionUrl"] == url
@@ -94,7 +120,63 @@ def test_create_then_deploy(aws_env, tmp_path):
 
 def test_deploy_to_a_missing_function_fails_loudly(aws_env):
     result = make(aws_env, ROOT, "deploy", "FUNCTION=no-such-function")
-    assert result.returncode != 0 and "update-function-code failed" in result.stderr
+    assert result.returncode != 0 and "ResourceNotFoundException" in result.stderr
+
+
+DEV_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
+            "QSTASH_NEXT_SIGNING_KEY": "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"}
+
+
+REFUSED = {  # what the shell holds: the variable the refusal must name
+    "half a pair": ({"QSTASH_CURRENT_SIGNING_KEY": CURRENT}, "QSTASH_NEXT_SIGNING_KEY"),
+    "half a regional set": ({**GOOD_KEYS, "US_EAST_1_QSTASH_NEXT_SIGNING_KEY": NEXT + "x"},
+                            "US_EAST_1_QSTASH_CURRENT_SIGNING_KEY"),
+    "the dev server's keys": (DEV_KEYS, "QSTASH_CURRENT_SIGNING_KEY"),
+    "the dev keys, allowed": ({**DEV_KEYS, "ALLOW_PUBLIC_DEV_KEYS": "1"},
+                              "ALLOW_PUBLIC_DEV_KEYS"),
+    "the dev opt-in": ({**GOOD_KEYS, "ALLOW_PUBLIC_DEV_KEYS": "1"}, "ALLOW_PUBLIC_DEV_KEYS"),
+    "placeholders": ({"QSTASH_CURRENT_SIGNING_KEY": "sig_...",
+                      "QSTASH_NEXT_SIGNING_KEY": "sig_..."}, "QSTASH_CURRENT_SIGNING_KEY"),
+    "a quoted key": ({**GOOD_KEYS, "QSTASH_NEXT_SIGNING_KEY": ' "%s" ' % NEXT},
+                     "QSTASH_NEXT_SIGNING_KEY"),
+    "QStash's API as the URL": ({**GOOD_KEYS,
+                                 "QSTASH_DESTINATION_URL": "https://qstash.upstash.io"},
+                                "QSTASH_DESTINATION_URL"),
+    "soketi's default secret": ({"SOKETI_SECRET": "app-secret"}, "SOKETI_SECRET"),
+    "no key at all": ({}, "QSTASH_CURRENT_SIGNING_KEY"),
+}
+
+
+def test_create_refuses_what_the_handler_would_refuse_before_calling_aws(aws_env, role):
+    """One loop, not one test per case: each case is a make run, and CI time is shared."""
+    for case, (variables, named) in REFUSED.items():
+        result = make(aws_env, ROOT, "create", "FUNCTION=refused", "ROLE=" + role, **variables)
+        printed = result.stdout + result.stderr
+        assert result.returncode != 0, case
+        assert "refusing to deploy" in result.stderr and named in result.stderr, (case, printed)
+        assert not any(value in printed for value in variables.values() if len(value) > 8), case
+    assert "refused" not in function_names(aws_env)  # AWS never got as far as creating it
+
+
+def test_deploy_refuses_code_that_would_refuse_the_functions_configuration(
+        aws_env, role, tmp_path):
+    """A function configured for older code (a key shorter than the handler now accepts):
+    make deploy reads its variables and stops before uploading code that would answer 500."""
+    older_zip = tmp_path / "older.zip"
+    with zipfile.ZipFile(older_zip, "w") as archive:
+        archive.writestr("lambda_function.py", "def lambda_handler(event, context):\n"
+                                               "    return {'statusCode': 200}\n")
+    aws(aws_env, "lambda", "create-function", "--function-name", "older", "--runtime",
+        "python3.12", "--handler", "lambda_function.lambda_handler", "--role", role,
+        "--zip-file", "fileb://%s" % older_zip, "--environment",
+        "Variables={QSTASH_CURRENT_SIGNING_KEY=%s,QSTASH_NEXT_SIGNING_KEY=sig_short}" % CURRENT)
+    result = make(aws_env, ROOT, "deploy", "FUNCTION=older")
+    assert result.returncode != 0
+    assert "refusing to deploy" in result.stderr and "function older" in result.stderr
+    assert "QSTASH_NEXT_SIGNING_KEY" in result.stderr and "sig_short" not in result.stderr
+    config = aws(aws_env, "lambda", "get-function", "--function-name", "older")["Configuration"]
+    assert config["CodeSha256"] == base64.b64encode(
+        hashlib.sha256(older_zip.read_bytes()).digest()).decode()  # the older code still runs
 
 
 def test_targets_say_what_they_need():

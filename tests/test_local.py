@@ -1,22 +1,50 @@
 """make serve over real HTTP: the Function URL events it builds, the responses it sends, the
-real handler behind it, and make send against it."""
+real handler behind it, its log as CloudWatch shows it, reloading an edited handler, and make
+send and make invoke against it."""
 import base64
 import http.client
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
-from conftest import KEY, NEXT, ROOT
+from conftest import KEY, NEXT, ROOT, SECRET, APP_KEY
 from peers import free_port, read_log, running
 
+DEV_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"  # the QStash CLI dev server's public key
 
-def serve(env_vars):
+
+def serve(env_vars, python_path=()):
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "PORT": str(port), "PYTHONPATH": str(ROOT / "tests"),
+    env = {"PATH": os.environ["PATH"], "PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([*map(str, python_path), str(ROOT / "tests")]),
            **env_vars}
     return running(["make", "-s", "serve"], env=env, cwd=ROOT, port=port), port
+
+
+def invocations(process):
+    """The log serve wrote, one list of lines per request: START ... REPORT."""
+    blocks, current = [], None
+    for line in read_log(process).splitlines():
+        if line.startswith("START RequestId: "):
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line.startswith("REPORT RequestId: "):
+                blocks.append(current)
+                current = None
+    return blocks
+
+
+def json_records(lines):
+    """The lines that are JSON objects: the handler's own log lines."""
+    records = []
+    for line in lines:
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +115,63 @@ def test_results_are_translated_as_a_function_url_does(echo):
     assert status == 201 and body == b"\x00\x01\xff"
     assert ("X-A", "b") in headers
     assert [v for k, v in headers if k == "Set-Cookie"] == ["a=1", "b=2; Path=/"]
-    status, _, _ = request(echo.port, "GET", "/", headers=[("x-respond", "raise")])
-    assert status == 502
+    status, _, body = request(echo.port, "GET", "/", headers=[("x-respond", "raise")])
+    assert status == 502 and json.loads(body) == {"Message": "Internal Server Error"}
 
 
-def test_one_log_line_per_request(echo):
-    before = len(read_log(echo).splitlines())
+def test_each_request_is_logged_as_cloudwatch_shows_it(echo):
+    before = len(invocations(echo))
     for _ in range(3):
-        request(echo.port, "GET", "/count")
-    lines = read_log(echo).splitlines()[before:]
-    assert len(lines) == 3 and all(json.loads(line)["path"] == "/count" for line in lines)
+        request(echo.port, "GET", "/count?secret=1")
+    blocks = invocations(echo)[before:]
+    assert len(blocks) == 3
+    for block in blocks:
+        request_id = block[0].split()[2]
+        assert block[0] == "START RequestId: %s Version: $LATEST" % request_id
+        assert block[-2] == "END RequestId: %s" % request_id
+        assert block[-1].startswith("REPORT RequestId: %s\tDuration: " % request_id)
+        assert block[-1].endswith("GET /count -> 200") and "secret" not in block[-1]
+
+
+def test_everything_the_handler_writes_is_shown_in_order(echo):
+    status, _, _ = request(echo.port, "GET", "/p", headers=[("x-respond", "print")])
+    assert status == 200
+    assert invocations(echo)[-1][1:3] == ["a line on stdout", "a line on stderr"]
+
+
+def test_an_exception_is_logged_with_the_handlers_frames_only(echo):
+    request(echo.port, "GET", "/", headers=[("x-respond", "raise")])
+    block = invocations(echo)[-1]
+    assert block[1] == "[ERROR] ValueError: handler crashed"
+    assert any(line.startswith('  File "%s' % (ROOT / "tests/echo_handler.py"))
+               for line in block)
+    assert not any("serve.py" in line for line in block)
+    assert block[-1].endswith("GET / -> 502")
+
+
+def environment_seen(port, path="/env", host=None):
+    headers = [("x-respond", "environment")] + ([("Host", host)] if host else [])
+    return echoed(port, "GET", path, headers=headers)
+
+
+def test_the_destination_url_is_the_url_called_unless_set(echo):
+    seen = environment_seen(echo.port, "/jobs?tenant=7", host="127.0.0.1:%d" % echo.port)
+    assert seen["QSTASH_DESTINATION_URL"] == "http://127.0.0.1:%d/jobs?tenant=7" % echo.port
+    context, port = serve({"HANDLER": "echo_handler.handler", "QSTASH_CURRENT_SIGNING_KEY": KEY,
+                           "QSTASH_DESTINATION_URL": "https://hooks.example.com/q"})
+    with context:
+        assert environment_seen(port)["QSTASH_DESTINATION_URL"] == "https://hooks.example.com/q"
+
+
+def test_dev_keys_and_their_opt_in_only_when_no_key_is_set(echo):
+    seen = environment_seen(echo.port)  # the echo server is started with no keys
+    assert seen["QSTASH_CURRENT_SIGNING_KEY"] == DEV_KEY and seen["ALLOW_PUBLIC_DEV_KEYS"] == "1"
+    for own_keys in ({"QSTASH_CURRENT_SIGNING_KEY": KEY}, {"SOKETI_SECRET": SECRET}):
+        context, port = serve({"HANDLER": "echo_handler.handler", **own_keys})
+        with context:
+            seen = environment_seen(port)
+        assert seen["ALLOW_PUBLIC_DEV_KEYS"] is None
+        assert seen["QSTASH_CURRENT_SIGNING_KEY"] == own_keys.get("QSTASH_CURRENT_SIGNING_KEY")
 
 
 # --- The real handler behind make serve ---------------------------------------------------------
@@ -151,36 +226,171 @@ def test_signed_request_with_cookies_and_repeated_headers(real):
     assert status == 401
 
 
+def test_make_send_can_sign_for_another_url_and_the_401_says_why(real):
+    """README, "Try it": sign for one URL, post to another, and read the reason in the log."""
+    posted = "http://127.0.0.1:%d/" % real.port
+    signed_for = "http://127.0.0.1:%d/elsewhere" % real.port
+    result = send(posted, "{}", SIGN_URL=signed_for)
+    assert result.returncode != 0 and result.stdout.splitlines()[0] == "401"
+    record = json_records(invocations(real)[-1])[-1]
+    assert record["status"] == 401 and "/elsewhere" in record["reason"]
+    assert "sub" in record["reason"]
+
+
 def test_unsigned_request_is_401_and_logged(real):
     status, _, body = request(real.port, "POST", "/", b"{}", [("Content-Type", "text/plain")])
     assert status == 401 and json.loads(body) == {"error": "invalid signature"}
-    assert "no Upstash-Signature" in read_log(real).splitlines()[-1]
+    assert "no Upstash-Signature" in json_records(invocations(real)[-1])[-1]["reason"]
 
 
 def test_without_keys_it_uses_the_dev_servers_public_keys_and_says_so():
     context, port = serve({})
     with context as process:
         url = "http://127.0.0.1:%d/" % port
-        result = send(url, "{}", key="sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r")
+        result = send(url, "{}", key=DEV_KEY)
         banner = read_log(process)
     assert result.returncode == 0, result.stdout
-    assert "PUBLIC keys" in banner and "sig_7kYj" in banner
-    assert "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r" not in banner  # fingerprints, not keys
+    assert "PUBLIC keys" in banner and "sig_7kYj" in banner and "ALLOW_PUBLIC_DEV_KEYS" in banner
+    assert DEV_KEY not in banner  # fingerprints, not keys
 
 
-@pytest.mark.parametrize("keys, status", [({}, 500), (
-    {"QSTASH_CURRENT_SIGNING_KEY": "sig_SampleCurrentKeyForTheEventsFolder",
-     "QSTASH_NEXT_SIGNING_KEY": "sig_SampleNextKeyForTheEventsFolder"}, 401)])
-def test_make_invoke_prints_the_log_line_and_the_response(keys, status):
-    result = subprocess.run(["make", "-s", "invoke", "EVENT=events/function-url.json"], cwd=ROOT,
-                            capture_output=True, text=True,
-                            env={"PATH": os.environ["PATH"], **keys})
+# --- Editing the handler under a running make serve --------------------------------------------
+
+EDITED_HANDLE = """
+
+def handle(message):  # appended by the test: replaces the handle above
+    print("handled in the edited copy:", message.text)
+    return {"edited": True}
+"""
+
+
+@pytest.fixture
+def editable(tmp_path):
+    """make serve running a copy of lambda_function.py that the test may edit."""
+    copy = tmp_path / "edited_function.py"
+    copy.write_text((ROOT / "lambda_function.py").read_text())
+    context, port = serve({"HANDLER": "edited_function.lambda_handler",
+                           "QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT},
+                          python_path=[tmp_path])
+    with context as process:
+        process.port, process.copy = port, copy
+        yield process
+
+
+def send_to(process, body="{}"):
+    result = send("http://127.0.0.1:%d/" % process.port, body)
+    status, answer = result.stdout.splitlines()[:2]
+    return int(status), answer
+
+
+def test_a_saved_change_is_served_on_the_next_request_and_announced(editable):
+    status, answer = send_to(editable)
+    assert status == 200 and json.loads(answer)["ok"] is True
+    with open(editable.copy, "a") as source:
+        source.write(EDITED_HANDLE)
+    status, answer = send_to(editable, '{"n": 1}')
+    assert status == 200 and json.loads(answer) == {"edited": True}
+    assert "serve: edited_function.py changed: reloaded" in read_log(editable)
+    block = invocations(editable)[-1]  # print() in handle, then the handler's log line
+    assert block[1] == 'handled in the edited copy: {"n": 1}'
+    assert json_records(block)[0]["outcome"] == "accepted"
+
+
+def test_a_syntax_error_is_reported_and_serve_keeps_running(editable):
+    good = editable.copy.read_text()
+    broken = good + "\ndef handle(message:\n"
+    editable.copy.write_text(broken)
+    status, answer = send_to(editable)
+    assert status == 502 and json.loads(answer) == {"Message": "Internal Server Error"}
+    log = read_log(editable)
+    assert "serve: edited_function.py does not load: Runtime.UserCodeSyntaxError" in log
+    assert "line %d" % len(broken.splitlines()) in log
+    assert invocations(editable)[-1][1].startswith("[ERROR] Runtime.UserCodeSyntaxError: ")
+    assert editable.poll() is None
+    editable.copy.write_text(good + EDITED_HANDLE)
+    status, answer = send_to(editable)
+    assert status == 200 and json.loads(answer) == {"edited": True}
+
+
+# --- make invoke and fresh sample events ---------------------------------------------------------
+
+SAMPLE_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": "sig_SampleCurrentKeyForTheEventsFolder",
+               "QSTASH_NEXT_SIGNING_KEY": "sig_SampleNextKeyForTheEventsFolder"}
+
+
+def invoke(event_path, **env):
+    return subprocess.run(["make", "-s", "invoke", "EVENT=%s" % event_path], cwd=ROOT,
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env})
+
+
+def fresh_event(tmp_path, name, **env):
+    """tools/make_events.py --fresh NAME, written to a file."""
+    result = subprocess.run([sys.executable, "tools/make_events.py", "--fresh", name], cwd=ROOT,
+                            capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env})
     assert result.returncode == 0, result.stderr
+    path = tmp_path / (name + ".json")
+    path.write_text(result.stdout)
+    return path
+
+
+@pytest.mark.parametrize("keys, status", [({}, 500), (SAMPLE_KEYS, 401)])
+def test_make_invoke_prints_the_log_line_and_the_response_and_fails_on_4xx_5xx(keys, status):
+    result = invoke("events/function-url.json", **keys)
+    assert result.returncode != 0, result.stderr
     log, response = result.stdout.split("\n", 1)
     assert json.loads(log)["status"] == status
     assert json.loads(response)["statusCode"] == status
 
 
+def test_make_invoke_exits_zero_on_a_freshly_signed_event(tmp_path):
+    keys = {"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    result = invoke(fresh_event(tmp_path, "rest-api", **keys), **keys)
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout.split("\n", 1)[1])["statusCode"] == 200
+
+
+@pytest.mark.parametrize("name", ["soketi-http", "soketi-invoke"])
+def test_fresh_soketi_events_are_signed_now_with_your_secret(tmp_path, name):
+    soketi = {"SOKETI_SECRET": SECRET, "SOKETI_KEY": APP_KEY}
+    path = fresh_event(tmp_path, name, **soketi)
+    result = invoke(path, **soketi)
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout.split("\n", 1)[0])["source"] == "soketi"
+    assert invoke(path, SOKETI_SECRET="another-secret-entirely").returncode != 0
+
+
+@pytest.mark.parametrize("name", ["soketi-http", "soketi-invoke"])
+def test_soketi_samples_verify_with_the_age_check_off(name):
+    """The samples carry a fixed time_ms: SOKETI_MAX_AGE=0 leaves the signature alone to check.
+    Their secret is soketi's default, which the handler accepts only with the dev opt-in."""
+    env = {"SOKETI_SECRET": "app-secret", "SOKETI_KEY": "app-key", "ALLOW_PUBLIC_DEV_KEYS": "1"}
+    assert invoke("events/%s.json" % name, **env).returncode != 0  # too old
+    result = invoke("events/%s.json" % name, SOKETI_MAX_AGE="0", **env)
+    assert result.returncode == 0, result.stdout
+
+
+def test_fresh_soketi_event_needs_a_secret():
+    result = subprocess.run([sys.executable, "tools/make_events.py", "--fresh", "soketi-invoke"],
+                            cwd=ROOT, capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"]})
+    assert result.returncode != 0 and "SOKETI_SECRET is not set" in result.stderr
+
+
 def test_make_invoke_without_an_event_says_how():
     result = subprocess.run(["make", "-s", "invoke"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "usage: make invoke EVENT=" in result.stderr
+
+
+@pytest.mark.parametrize("make_path, reason", [
+    (lambda tmp: tmp / "missing.json", "No such file or directory"),
+    (lambda tmp: tmp, "Is a directory"),
+    (lambda tmp: tmp / "not-json.json", "is not JSON"),
+    (lambda tmp: tmp / "latin1.json", "cannot read"),
+], ids=["missing", "directory", "not-json", "not-utf8"])
+def test_an_unreadable_event_file_is_one_line(tmp_path, make_path, reason):
+    (tmp_path / "not-json.json").write_text("{'single': 'quotes'}")
+    (tmp_path / "latin1.json").write_bytes(b'{"caf\xe9": 1}')
+    result = invoke(make_path(tmp_path))
+    assert result.returncode != 0 and result.stdout == ""
+    ours = [line for line in result.stderr.splitlines() if not line.startswith("make: ")]
+    assert len(ours) == 1 and reason in ours[0] and str(make_path(tmp_path)) in ours[0]

@@ -4,25 +4,50 @@ and profile as usual; AWS_ENDPOINT_URL is honoured).
   deploy.py create FUNCTION ROLE   first deploy: function, Function URL (auth NONE), public
                                    invoke permissions; prints the URL to give QStash
   deploy.py update FUNCTION        new code; waits; checks CodeSha256 against lambda.zip
+
+Both refuse configuration the handler would refuse (lambda_function.configuration_errors, the
+same rules the handler answers 500 with), naming the variable and never its value: `create`
+checks the variables it would send before calling AWS at all; `update` reads the function's
+environment and checks it against the new code before changing anything.
 """
 import base64
 import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lambda_function  # noqa: E402  (the code being deployed: its rules check the config)
+
 ZIP = ROOT / "lambda.zip"
 RUNTIME, HANDLER = "python3.12", "lambda_function.lambda_handler"
+# The handler's variables, sent to the function when set in your shell. Not QSTASH_URL and
+# QSTASH_TOKEN: Upstash's tools use them for its API (base URL and publishing credential),
+# and the handler needs neither.
+FORWARDED = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY", "QSTASH_DESTINATION_URL",
+             "QSTASH_CLOCK_TOLERANCE", "SOKETI_SECRET", "SOKETI_NEXT_SECRET", "SOKETI_KEY",
+             "SOKETI_MAX_AGE", "METRICS_NAMESPACE", "DEDUP_TABLE", "DEDUP_TTL")
+REGIONAL_KEY = re.compile(r"[A-Z0-9]+(_[A-Z0-9]+)*_QSTASH_(CURRENT|NEXT)_SIGNING_KEY")
+# Accepts the QStash dev server's public keys and soketi's default secret: make serve and the
+# tests only. A deployed function must never carry it.
+DEV_ONLY = "ALLOW_PUBLIC_DEV_KEYS"
+
+
+def run_aws(*args):
+    """Run one AWS CLI command; the finished process, whatever its exit status."""
+    return subprocess.run(["aws", *args, "--output", "json"], capture_output=True, text=True)
 
 
 def aws(*args):
     """Run one AWS CLI command; return its JSON output (or None); stop loudly on failure."""
-    result = subprocess.run(["aws", *args, "--output", "json"], capture_output=True, text=True)
+    result = run_aws(*args)
     if result.returncode != 0:
         sys.exit("aws %s failed:\n%s" % (" ".join(args[:2]), result.stderr.strip()))
     return json.loads(result.stdout) if result.stdout.strip() else None
@@ -34,22 +59,66 @@ def code_sha256():
 
 def configuration():
     """The handler's variables that are set here (names only ever printed, never values)."""
-    names = [n for n in os.environ if n.startswith("SOKETI_") or "QSTASH_" in n and (
-        n.endswith("_SIGNING_KEY") or n in ("QSTASH_URL", "QSTASH_CLOCK_TOLERANCE"))]
-    return {n: os.environ[n] for n in sorted(names) if os.environ[n]}
+    names = [name for name in os.environ
+             if name in FORWARDED or REGIONAL_KEY.fullmatch(name)]
+    return {name: os.environ[name] for name in sorted(names) if os.environ[name]}
+
+
+def refusals(variables, dev_opt_in, where):
+    """Why the handler would refuse `variables` (one line each, naming the variable, never a
+    value). dev_opt_in: ALLOW_PUBLIC_DEV_KEYS is set where they come from; `where` says
+    whose variables they are, for the messages."""
+    problems = []
+    if dev_opt_in:
+        problems.append("%s is set in %s: it accepts public keys and is for make serve and the "
+                        "tests only; a deployed function never carries it" % (DEV_ONLY, where))
+    without_opt_in = {name: value for name, value in variables.items() if name != DEV_ONLY}
+    problems += lambda_function.configuration_errors(without_opt_in)
+    return problems
+
+
+def refuse_if_misconfigured(variables, dev_opt_in, where, fix):
+    """Stop, listing every problem, when the handler would answer 500 with `variables`."""
+    problems = refusals(variables, dev_opt_in, where)
+    if problems:
+        sys.exit("refusing to deploy: the handler would answer 500 with the variables in %s:\n"
+                 "%s\n%s" % (where, "\n".join("  - " + problem for problem in problems), fix))
+
+
+def warn_about_unforwarded():
+    """QSTASH_URL used to set the destination URL; say it is no longer read, once."""
+    if os.environ.get("QSTASH_URL") and not os.environ.get("QSTASH_DESTINATION_URL"):
+        print("note: QSTASH_URL is not sent to the function (Upstash's tools read it as the "
+              "QStash API base). The URL you gave QStash goes in QSTASH_DESTINATION_URL",
+              file=sys.stderr)
+
+
+def create_function(function, role, variables):
+    """aws lambda create-function; a function of that name already existing is a clear stop."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as env_file:
+        json.dump({"Variables": variables}, env_file)
+        env_file.flush()
+        result = run_aws("lambda", "create-function", "--function-name", function,
+                         "--runtime", RUNTIME, "--handler", HANDLER, "--role", role,
+                         "--zip-file", "fileb://%s" % ZIP, "--timeout", "30",
+                         "--environment", "file://" + env_file.name)
+    if result.returncode == 0:
+        return
+    if "ResourceConflictException" in result.stderr:
+        sys.exit("function %s already exists, so make create changed nothing.\n"
+                 "  new code:      make deploy FUNCTION=%s\n"
+                 "  its variables: aws lambda update-function-configuration --function-name %s "
+                 "--environment 'Variables={NAME=value,...}'" % (function, function, function))
+    sys.exit("aws lambda create-function failed:\n%s" % result.stderr.strip())
 
 
 def create(function, role):
     variables = configuration()
-    if "QSTASH_CURRENT_SIGNING_KEY" not in variables and "SOKETI_SECRET" not in variables:
-        print("warning: no QSTASH_* keys or SOKETI_SECRET in your environment: the function "
-              "will answer 500 until you set them", file=sys.stderr)
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as env_file:
-        json.dump({"Variables": variables}, env_file)
-        env_file.flush()
-        aws("lambda", "create-function", "--function-name", function, "--runtime", RUNTIME,
-            "--handler", HANDLER, "--role", role, "--zip-file", "fileb://%s" % ZIP,
-            "--timeout", "30", "--environment", "file://" + env_file.name)
+    refuse_if_misconfigured(variables, bool(os.environ.get(DEV_ONLY)), "your shell",
+                            "Set or unset them, then run make create again.")
+    warn_about_unforwarded()
+    ensure_aws_cli()
+    create_function(function, role, variables)
     aws("lambda", "wait", "function-active-v2", "--function-name", function)
     url = aws("lambda", "create-function-url-config", "--function-name", function,
               "--auth-type", "NONE")["FunctionUrl"]
@@ -65,7 +134,19 @@ def create(function, role):
     print("Function URL, to give QStash: %s" % url)
 
 
+def deployed_variables(function):
+    """The environment the function runs with now (read only)."""
+    config = aws("lambda", "get-function-configuration", "--function-name", function)
+    return (config.get("Environment") or {}).get("Variables") or {}
+
+
 def update(function):
+    ensure_aws_cli()
+    variables = deployed_variables(function)
+    refuse_if_misconfigured(
+        variables, bool(variables.get(DEV_ONLY)), "function %s" % function,
+        "Fix them first: aws lambda update-function-configuration --function-name %s "
+        "--environment 'Variables={NAME=value,...}'" % function)
     expected = code_sha256()
     aws("lambda", "update-function-code", "--function-name", function,
         "--zip-file", "fileb://%s" % ZIP)
@@ -78,9 +159,12 @@ def update(function):
     print("deployed %s: CodeSha256 %s matches lambda.zip" % (function, deployed))
 
 
-def main():
+def ensure_aws_cli():
     if not shutil.which("aws"):
         sys.exit("the AWS CLI (`aws`) is not on PATH: install it, then run this again")
+
+
+def main():
     command, *args = sys.argv[1:] or ["help"]
     if command == "create" and len(args) == 2 and all(args):
         create(*args)

@@ -2,8 +2,10 @@
 
 They are signed with the sample keys below at SAMPLE_TIME, so they are long expired: pasted
 into the Lambda console they show the checks at work (see README.md, "Sample events").
-`--fresh NAME` prints that event signed now with your QSTASH_CURRENT_SIGNING_KEY (or
-SOKETI_SECRET), valid for five minutes.
+`--fresh NAME` prints that event signed now: QStash events with your
+QSTASH_CURRENT_SIGNING_KEY, soketi events with your SOKETI_SECRET (and SOKETI_KEY) and a
+fresh time_ms. Either is valid for five minutes (QStash's token lifetime, soketi's default
+SOKETI_MAX_AGE).
 """
 import argparse
 import json
@@ -21,23 +23,29 @@ SAMPLE_QSTASH_KEYS = ("sig_SampleCurrentKeyForTheEventsFolder",
 SAMPLE_SOKETI = ("sample-app-key", "sample-app-secret-for-the-events-folder")
 SAMPLE_TIME = 1790000000  # 2026-09-21T14:13:20Z
 BODY = b'{"hello":"world","order":42}'
-SOKETI_PAYLOAD = {"time_ms": SAMPLE_TIME * 1000, "events": [
+SOKETI_EVENTS = [
     {"name": "channel_occupied", "channel": "presence-room"},
     {"name": "member_added", "channel": "presence-room", "user_id": 7},
     {"name": "client_event", "channel": "presence-room", "event": "client-typing",
      "data": {"text": "h\u00e9llo \U0001f44b", "ratio": 0.000025}, "socket_id": "123.456",
-     "user_id": 7}]}
+     "user_id": 7}]
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def soketi_payload(now):
+    """The webhook payload soketi would send at `now`: time_ms is when it was signed."""
+    return {"time_ms": int(now * 1000), "events": SOKETI_EVENTS}
 
 
 def build(now, qstash_key, soketi):
     key, secret = soketi
+    payload = soketi_payload(now)
     sign = {"now": now, "message_id": "msg_sample0001", "claims": {"jti": "jwt_sample0001"}}
     furl = "https://abc123.lambda-url.us-east-1.on.aws/"
     stage_url = "https://api456.execute-api.us-east-1.amazonaws.com/prod/hooks/qstash?tenant=7"
     rest_url = "https://api789.execute-api.us-east-1.amazonaws.com/prod/hooks/qstash"
     alb_url = "https://hooks.example.com/hooks/qstash?tenant=7"
-    soketi_body = json.dumps(SOKETI_PAYLOAD, separators=(",", ":"), ensure_ascii=False).replace(
+    soketi_body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).replace(
         "2.5e-05", "0.000025").encode()  # the bytes Node's JSON.stringify sends
     events = {
         "function-url": ev.function_url(url=furl, body=BODY, now=now,
@@ -53,7 +61,7 @@ def build(now, qstash_key, soketi):
                                   headers=ev.qstash_headers(qstash_key, BODY, alb_url, **sign)),
         "soketi-http": ev.function_url(url=furl, body=soketi_body, now=now,
                                        headers=ev.soketi_headers(key, secret, soketi_body)),
-        "soketi-invoke": ev.soketi_invoke(SOKETI_PAYLOAD, {
+        "soketi-invoke": ev.soketi_invoke(payload, {
             "X-Pusher-Key": key, "X-Pusher-Signature": sign_pusher(secret, soketi_body)}),
     }
     for event in events.values():  # fixed ids, so the files are reproducible
@@ -63,22 +71,30 @@ def build(now, qstash_key, soketi):
     return events
 
 
+def fresh_event(name):
+    """Event NAME signed now with the keys in the environment; exits saying what is missing."""
+    import time
+    names = list(build(SAMPLE_TIME, "unset", SAMPLE_SOKETI))
+    if name not in names:
+        sys.exit(f"unknown event {name!r}; one of: {', '.join(names)}")
+    if name.startswith("soketi"):
+        secret = os.environ.get("SOKETI_SECRET")
+        if not secret:
+            sys.exit("SOKETI_SECRET is not set: nothing to sign the soketi event with")
+        soketi = (os.environ.get("SOKETI_KEY") or SAMPLE_SOKETI[0], secret)
+        return build(time.time(), "unset", soketi)[name]
+    qstash_key = os.environ.get("QSTASH_CURRENT_SIGNING_KEY")
+    if not qstash_key:
+        sys.exit("QSTASH_CURRENT_SIGNING_KEY is not set: nothing to sign with")
+    return build(time.time(), qstash_key, SAMPLE_SOKETI)[name]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", metavar="NAME", help="print NAME signed now with your keys")
     args = parser.parse_args()
     if args.fresh:
-        import time
-        qkey = os.environ.get("QSTASH_CURRENT_SIGNING_KEY")
-        skey = (os.environ.get("SOKETI_KEY", "app-key"), os.environ.get("SOKETI_SECRET"))
-        events = build(time.time(), qkey or "unset", skey if skey[1] else SAMPLE_SOKETI)
-        if args.fresh not in events:
-            sys.exit(f"unknown event {args.fresh!r}; one of: {', '.join(events)}")
-        if args.fresh.startswith("soketi"):
-            sys.exit("only the QStash events can be re-signed; soketi's carry a fixed time_ms")
-        if not qkey:
-            sys.exit("QSTASH_CURRENT_SIGNING_KEY is not set: nothing to sign with")
-        print(json.dumps(events[args.fresh], indent=2))
+        print(json.dumps(fresh_event(args.fresh), indent=2))
         return
     for name, event in build(SAMPLE_TIME, SAMPLE_QSTASH_KEYS[0], SAMPLE_SOKETI).items():
         path = ROOT / "events" / f"{name}.json"

@@ -3,16 +3,25 @@
 HANDLER (default lambda_function.lambda_handler) names the function, as Lambda's handler
 setting does.
 
-Each HTTP request becomes the Function URL event AWS would build, runs through
-lambda_function.lambda_handler, and the result goes back as AWS would send it. Standard
-library only. One request at a time, like one Lambda instance. One log line per request:
-the handler's own JSON line, plus method and path.
+Each HTTP request becomes the Function URL event AWS would build, runs through the handler,
+and the result goes back as AWS would send it. Standard library only. One request at a time,
+like one Lambda instance.
+
+What a developer sees, on stdout, is what CloudWatch Logs would show for each request: START,
+every line the handler wrote (print() in handle, its JSON log line, anything on stderr), END
+and REPORT (with the method, path and status added; never the query string).
+
+The handler's file is watched: when it changes, the module is loaded afresh from source (as a
+new Lambda instance would load it) and serve says so on stderr. When the changed file does not
+load (a syntax error, an exception at import, the function missing), serve reports it on
+stderr and answers every request with the 502 a Function URL gives for a function that cannot
+start, until the file loads again: it never keeps running the old code silently.
 """
 import base64
 import contextlib
 import hashlib
 import http.server
-import importlib
+import importlib.util
 import io
 import json
 import os
@@ -20,6 +29,7 @@ import pathlib
 import sys
 import threading
 import time
+import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
@@ -31,15 +41,158 @@ DEV_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
             "QSTASH_NEXT_SIGNING_KEY": "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"}
 SECRET_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY", "SOKETI_SECRET",
                 "SOKETI_NEXT_SECRET")
+SETTING_NAMES = ("QSTASH_DESTINATION_URL", "QSTASH_CLOCK_TOLERANCE", "SOKETI_KEY",
+                 "SOKETI_MAX_AGE", "ALLOW_PUBLIC_DEV_KEYS", "METRICS_NAMESPACE", "DEDUP_TABLE",
+                 "DEDUP_TTL")
+WATCH_INTERVAL = 0.5  # seconds between looks at the handler's file when no request comes
+# What a Function URL answers when the function raises or cannot start.
+BAD_GATEWAY = (502, [("Content-Type", "application/json")],
+               json.dumps({"Message": "Internal Server Error"}).encode())
+
 _one_at_a_time = threading.Lock()
-HANDLER = os.environ.get("HANDLER") or "lambda_function.lambda_handler"
-_module, _, _function = HANDLER.rpartition(".")
-handler = getattr(importlib.import_module(_module), _function)
+
+
+def notice(text):
+    """serve's own messages (reloads, load failures) go to stderr, apart from the handler's."""
+    print("serve: " + text, file=sys.__stderr__, flush=True)
+
+
+def file_stamp(path):
+    """What changes when an editor saves the file (in place or by renaming a new copy over it)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size, status.st_ino
+
+
+class LoadFailure:
+    """Why the handler cannot run, named as Lambda's Python runtime names it."""
+
+    def __init__(self, error_type, message, trace=""):
+        self.error_type, self.message, self.trace = error_type, message, trace
+
+    def log_lines(self):
+        """The [ERROR] record CloudWatch shows for a function that cannot start."""
+        return ["[ERROR] %s: %s" % (self.error_type, self.message)] + self.trace.splitlines()
+
+
+class HandlerMissing(Exception):
+    """The module loaded, but has no callable of the handler's name."""
+
+
+class HandlerFile:
+    """The function HANDLER names, loaded from its file's source and loaded again whenever the
+    file changes. Use `current()` before each invocation; `watch()` runs it in the background
+    so a save is reported at once, even with no request coming."""
+
+    def __init__(self, handler_setting):
+        self.module_name, _, self.function_name = handler_setting.rpartition(".")
+        if not self.module_name:
+            sys.exit("HANDLER=%s is not module.function" % handler_setting)
+        spec = importlib.util.find_spec(self.module_name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            sys.exit("HANDLER=%s: no Python file for module %r on the path"
+                     % (handler_setting, self.module_name))
+        self.path = pathlib.Path(spec.origin)
+        self.stamp, self.function, self.failure = None, None, None
+        self.loads = 0  # how many times the file was read: a reload is any after the first
+
+    def current(self):
+        """(function, None), or (None, LoadFailure) while the file does not load. Call it with
+        _one_at_a_time held: loading swaps sys.stdout."""
+        stamp = file_stamp(self.path)
+        if stamp != self.stamp or not self.loads:
+            self.stamp = stamp
+            self.load()
+        return self.function, self.failure
+
+    def load(self):
+        """Run the file's source as a fresh module (a new instance's cold start), and report."""
+        init_output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(init_output), contextlib.redirect_stderr(init_output):
+                module = self.fresh_module()
+            function = getattr(module, self.function_name, None)
+            if not callable(function):
+                raise HandlerMissing()
+        except (Exception, SystemExit) as error:  # each stops Lambda's runtime from starting it
+            self.function, self.failure = None, self.describe(error)
+        else:
+            self.function, self.failure = function, None
+        self.loads += 1
+        self.report(init_output.getvalue())
+
+    def fresh_module(self):
+        """A new module object from the file's source, compiled from source as Lambda does
+        (its /var/task is read-only: no cached bytecode), so no stale .pyc can be picked up."""
+        spec = importlib.util.spec_from_file_location(self.module_name, self.path)
+        module = importlib.util.module_from_spec(spec)
+        code = compile(self.path.read_bytes(), str(self.path), "exec")
+        sys.modules[self.module_name] = module
+        try:
+            exec(code, module.__dict__)
+        except BaseException:
+            sys.modules.pop(self.module_name, None)
+            raise
+        return module
+
+    def describe(self, error):
+        """The error type and message awslambdaric gives for each way a handler fails to load."""
+        module, name = self.module_name, self.function_name
+        if isinstance(error, SyntaxError):
+            trace = "".join(traceback.format_exception_only(type(error), error))
+            return LoadFailure("Runtime.UserCodeSyntaxError",
+                               "Syntax error in module '%s': %s" % (module, error), trace)
+        if isinstance(error, HandlerMissing):
+            return LoadFailure("Runtime.HandlerNotFound",
+                               "Handler '%s' missing on module '%s'" % (name, module))
+        if isinstance(error, ImportError):
+            return LoadFailure("Runtime.ImportModuleError",
+                               "Unable to import module '%s': %s" % (module, error))
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return LoadFailure(type(error).__name__, str(error), user_frames_only(trace))
+
+    def report(self, init_output):
+        """Say on stderr what happened to the file; show what it printed while loading."""
+        name = self.path.name
+        if self.failure:
+            notice("%s does not load: %s: %s" % (name, self.failure.error_type,
+                                                 self.failure.message))
+            for line in self.failure.trace.splitlines():
+                notice("  " + line)
+            notice("answering 502 (as a Function URL does for a function that cannot start) "
+                   "until %s loads" % name)
+        elif self.loads > 1:
+            notice("%s changed: reloaded" % name)
+        for line in init_output.splitlines():  # what an INIT phase prints goes to the log
+            print(line, flush=True)
+
+    def watch(self):
+        """Look at the file every WATCH_INTERVAL seconds, between requests (a daemon thread)."""
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with _one_at_a_time:
+                self.current()
+
+
+def user_frames_only(trace):
+    """A traceback without serve's own frames: each of them is a `  File` line naming this
+    file, followed by its indented source lines."""
+    ours, kept, in_our_frame = str(pathlib.Path(__file__)), [], False
+    for line in trace.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            in_our_frame = ('"%s"' % ours) in line
+        elif not line.startswith("    "):
+            in_our_frame = False
+        if not in_our_frame:
+            kept.append(line)
+    return "".join(kept)
 
 
 class Context:
     """The fields of Lambda's context object that handlers commonly read."""
-    function_name, memory_limit_in_mb = "local", 128
+    function_name, memory_limit_in_mb, function_version = "local", 128, "$LATEST"
 
     def __init__(self, request_id):
         self.aws_request_id = request_id
@@ -64,10 +217,45 @@ def to_http(result):
     return 200, [("Content-Type", "application/json")], json.dumps(result).encode()
 
 
+@contextlib.contextmanager
+def destination_url(called_url):
+    """QSTASH_DESTINATION_URL = the URL a local client called (what QStash or make send
+    signed), for this request only, unless the user set it."""
+    own_url = "QSTASH_DESTINATION_URL" not in os.environ
+    if own_url:
+        os.environ["QSTASH_DESTINATION_URL"] = called_url
+    try:
+        yield
+    finally:
+        if own_url:
+            del os.environ["QSTASH_DESTINATION_URL"]
+
+
+def invoke(handler_file, event):
+    """Run one invocation as Lambda would: (status, headers, body, everything it wrote)."""
+    request_id = event["requestContext"]["requestId"]
+    written = io.StringIO()
+    function, failure = handler_file.current()
+    if failure:
+        return BAD_GATEWAY + (failure.log_lines(),)
+    try:
+        with contextlib.redirect_stdout(written), contextlib.redirect_stderr(written):
+            result = function(event, Context(request_id))
+        status, headers, payload = to_http(result)
+    except Exception as error:  # a Function URL answers 502 when the handler raises
+        trace = traceback.format_exception(type(error), error, error.__traceback__)
+        lines = written.getvalue().splitlines()
+        lines += ["[ERROR] %s: %s" % (type(error).__name__, error)]
+        lines += user_frames_only("".join(trace)).splitlines()
+        return BAD_GATEWAY + (lines,)
+    return status, headers, payload, written.getvalue().splitlines()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
     server_version = "lambda-local"
+    handler_file = None  # the HandlerFile, set by main()
 
     def do_any(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -76,24 +264,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         event = lambda_events.function_url(
             method=self.command, url="https://" + host + self.path,
             headers=list(self.headers.items()), body=body, source_ip=self.client_address[0])
-        started = time.perf_counter()
         with _one_at_a_time:
-            own_url = "QSTASH_URL" not in os.environ
-            if own_url:  # the URL a local client called: what QStash (or make send) signed
-                os.environ["QSTASH_URL"] = "http://" + host + self.path
-            captured = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(captured):
-                    result = handler(event, Context(event["requestContext"]["requestId"]))
-                status, headers, payload = to_http(result)
-            except Exception as exc:  # what a Function URL answers when the handler raises
-                status, headers = 502, [("Content-Type", "application/json")]
-                payload = json.dumps({"Message": "Internal Server Error"}).encode()
-                captured.write(json.dumps({"outcome": "crash", "reason": repr(exc)}) + "\n")
-            finally:
-                if own_url:
-                    del os.environ["QSTASH_URL"]
-        self.log_result(captured.getvalue(), status, started)  # before answering: no race
+            started = time.perf_counter()
+            with destination_url("http://" + host + self.path):
+                status, headers, payload, written = invoke(self.handler_file, event)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            self.log_invocation(event["requestContext"]["requestId"], written, status,
+                                elapsed_ms)  # before answering: the log is complete on return
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
@@ -103,43 +280,66 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_any
 
-    def log_result(self, handler_output, status, started):
-        lines = handler_output.strip().splitlines()
-        try:
-            record = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            record = {"status": status, "output": handler_output.strip()[:200]}
-        record = {"method": self.command, "path": self.path.split("?")[0], **record,
-                  "total_ms": round((time.perf_counter() - started) * 1000, 3)}
-        print(json.dumps(record), flush=True)
+    def log_invocation(self, request_id, written, status, elapsed_ms):
+        """CloudWatch's text format: START, each line the function wrote, END, REPORT."""
+        path = self.path.split("?")[0]  # never the query string
+        lines = ["START RequestId: %s Version: $LATEST" % request_id, *written,
+                 "END RequestId: %s" % request_id,
+                 "REPORT RequestId: %s\tDuration: %.2f ms\t%s %s -> %d"
+                 % (request_id, elapsed_ms, self.command, path, status)]
+        print("\n".join(lines), flush=True)
 
     def log_message(self, *args):
-        pass  # one line per request, from log_result
+        pass  # the invocation's log is written by log_invocation
+
+
+def without_query_strings(value):
+    """A setting as printed: each URL in it cut at "?" (no query string in any log line)."""
+    return " ".join(word.split("?")[0] + ("?..." if "?" in word else "")
+                    for word in value.split())
 
 
 def fingerprint(value):
     return "%s... (sha256 %s)" % (value[:8], hashlib.sha256(value.encode()).hexdigest()[:12])
 
 
+def use_dev_keys_if_none_set():
+    """With no key or secret in the environment: the QStash dev server's public keys, and the
+    opt-in the handler needs to accept them (ALLOW_PUBLIC_DEV_KEYS=1, set only here)."""
+    if any(os.environ.get(name) for name in SECRET_NAMES):
+        return
+    os.environ.update(DEV_KEYS)
+    os.environ["ALLOW_PUBLIC_DEV_KEYS"] = "1"
+    print("!" * 78 + "\n"
+          "!! No signing keys set: using the QStash CLI dev server's PUBLIC keys\n"
+          "!! (ALLOW_PUBLIC_DEV_KEYS=1). Anyone can sign with them. A deployed handler refuses\n"
+          "!! them, and make create / make deploy refuse ALLOW_PUBLIC_DEV_KEYS.\n"
+          + "!" * 78, flush=True)
+
+
 def main():
     port = int(os.environ.get("PORT") or 3000)
-    if not any(os.environ.get(name) for name in SECRET_NAMES):
-        os.environ.update(DEV_KEYS)
-        print("!" * 78 + "\n"
-              "!! No signing keys set: using the QStash CLI dev server's PUBLIC keys.\n"
-              "!! Anyone can sign with them. The deployed handler never falls back to them.\n"
-              + "!" * 78, flush=True)
+    use_dev_keys_if_none_set()
+    handler_setting = os.environ.get("HANDLER") or "lambda_function.lambda_handler"
+    Handler.handler_file = HandlerFile(handler_setting)
+    with _one_at_a_time:
+        Handler.handler_file.current()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print("Local Function URL: http://127.0.0.1:%d/ running %s  (Ctrl-C stops it)"
-          % (server.server_port, HANDLER))
+          % (server.server_port, handler_setting))
+    print("Watching %s: saved changes are loaded on the next request"
+          % Handler.handler_file.path)
     for name in sorted(os.environ):
         if name.endswith(SECRET_NAMES):
             print("  %s = %s" % (name, fingerprint(os.environ[name])))
-    for name in ("QSTASH_URL", "QSTASH_CLOCK_TOLERANCE", "SOKETI_KEY", "SOKETI_MAX_AGE"):
+    for name in SETTING_NAMES:
         if os.environ.get(name):
-            print("  %s = %s" % (name, os.environ[name]))
+            print("  %s = %s" % (name, without_query_strings(os.environ[name])))
+    if "QSTASH_DESTINATION_URL" not in os.environ:
+        print("  QSTASH_DESTINATION_URL = the URL each request was sent to")
     print("Try: make send URL=http://127.0.0.1:%d/ BODY='{\"hello\":\"world\"}'"
           % server.server_port, flush=True)
+    threading.Thread(target=Handler.handler_file.watch, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 
