@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import KEY, NEXT, ROOT, SECRET, APP_KEY
+from make_events import SAMPLE_SOKETI
 from peers import free_port, read_log, running
 
 DEV_KEY = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"  # the QStash CLI dev server's public key
@@ -361,9 +362,9 @@ def test_fresh_soketi_events_are_signed_now_with_your_secret(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["soketi-http", "soketi-invoke"])
 def test_soketi_samples_verify_with_the_age_check_off(name):
-    """The samples carry a fixed time_ms: SOKETI_MAX_AGE=0 leaves the signature alone to check.
-    Their secret is soketi's default, which the handler accepts only with the dev opt-in."""
-    env = {"SOKETI_SECRET": "app-secret", "SOKETI_KEY": "app-key", "ALLOW_PUBLIC_DEV_KEYS": "1"}
+    """The samples carry a fixed time_ms: SOKETI_MAX_AGE=0 leaves the signature alone to check."""
+    key, secret = SAMPLE_SOKETI
+    env = {"SOKETI_SECRET": secret, "SOKETI_KEY": key}
     assert invoke("events/%s.json" % name, **env).returncode != 0  # too old
     result = invoke("events/%s.json" % name, SOKETI_MAX_AGE="0", **env)
     assert result.returncode == 0, result.stdout

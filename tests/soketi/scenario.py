@@ -120,10 +120,29 @@ def main():
     for name, log in logs.items():
         log.seek(0)
         text = log.read()
-        report[name] = [json.loads(line) for line in text.splitlines()
-                        if line.startswith("{") and '"outcome"' in line]
+        report[name] = serve_records(text) if name == "serve" else handler_records(text)
         report[name + "_tail"] = text[-3000:]
     print(json.dumps(report))
+
+
+def handler_records(text):
+    """The handler's JSON log lines in a log."""
+    return [json.loads(line) for line in text.splitlines()
+            if line.startswith("{") and '"outcome"' in line]
+
+
+def serve_records(text):
+    """make serve logs as CloudWatch shows a function: the handler's lines, then a REPORT line
+    ending in "METHOD /path -> status". Each record gets the path of its request."""
+    records, pending = [], []
+    for line in text.splitlines():
+        if line.startswith("{") and '"outcome"' in line:
+            pending.append(json.loads(line))
+        elif line.startswith("REPORT RequestId: "):
+            path = line.rsplit("\t", 1)[-1].split()[1]
+            records += [{**record, "path": path} for record in pending]
+            pending = []
+    return records
 
 
 if __name__ == "__main__":
