@@ -5,8 +5,9 @@
   it into plain CloudFormation; that translation must carry both permissions a public Function
   URL needs since October 2025. Stock cfn-lint has no rule for the second one: the same check
   fails on a hand-written template that misses it (and that cfn-lint passes).
-- The real AWS CLI packages it (lambda.zip uploaded to moto's S3) and deploys the translation
-  into moto_server's CloudFormation: what moto then holds is read back through the AWS CLI.
+- The real AWS CLI packages it (lambda.zip uploaded to moto's S3) and creates stacks from the
+  translation in moto_server's CloudFormation; what moto then holds is read back with botocore.
+  `make deploy` then updates the code of the function a stack created.
   moto does not create AWS::Lambda::Url, and ignores a function's Architectures and
   LoggingConfig, a role's managed policies and a table's TTL: those are asserted on the
   translated template instead.
