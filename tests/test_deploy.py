@@ -59,7 +59,7 @@ def test_create_then_deploy(aws_env, tmp_path):
 
     config = aws(aws_env, "lambda", "get-function", "--function-name", "webhook")["Configuration"]
     assert config["Handler"] == "lambda_function.lambda_handler"
-    assert config["Runtime"] == "python3.12" and config["Role"] == role
+    assert config["Runtime"] == "python3.14" and config["Role"] == role
     assert config["Environment"]["Variables"] == {
         "QSTASH_CURRENT_SIGNING_KEY": "sig_deployCurrent",
         "QSTASH_NEXT_SIGNING_KEY": "sig_deployNext",

@@ -17,7 +17,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZIP = ROOT / "lambda.zip"
-RUNTIME, HANDLER = "python3.12", "lambda_function.lambda_handler"
+RUNTIME, HANDLER = "python3.14", "lambda_function.lambda_handler"  # the newest tested
 
 
 def aws(*args):
