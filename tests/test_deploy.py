@@ -82,7 +82,7 @@ def test_create_then_create_again_then_deploy(aws_env, role, tmp_path):
 
     config = aws(aws_env, "lambda", "get-function", "--function-name", "webhook")["Configuration"]
     assert config["Handler"] == "lambda_function.lambda_handler"
-    assert config["Runtime"] == "python3.12" and config["Role"] == role
+    assert config["Runtime"] == "python3.14" and config["Role"] == role
     assert config["Environment"]["Variables"] == SENT
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
     printed = created.stdout + created.stderr  # names printed, never values

@@ -1,8 +1,10 @@
 """Other CPython versions than the one running, for the compatibility tests and `make bench`.
 
-Lambda runs lambda_function.py on Python 3.9 to 3.13. The oldest and the newest are built here
-from Debian's copies of the CPython release tarballs (checked against the sha256 that Debian's
+Lambda runs lambda_function.py on Python 3.9 to 3.14. 3.9 and 3.13 are built here from
+Debian's copies of the CPython release tarballs (checked against the sha256 that Debian's
 source index lists), once, into build/peers/cpython-X.Y. About two minutes each on two cores.
+Debian's index lists python3.14 sources too, but its mirror does not serve them here: 3.14 runs
+as Pyodide (tools/pyodide.py).
 """
 import base64
 import hashlib
