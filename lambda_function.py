@@ -452,6 +452,73 @@ def handle(message):
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
 
+# --- Metrics (optional: METRICS_NAMESPACE) ---------------------------------------------
+# CloudWatch Embedded Metric Format: with METRICS_NAMESPACE set, the request's one JSON log line
+# also carries an `_aws` block, and CloudWatch Logs turns that line into metrics: no API call,
+# no extra line. Unset, the line has no `_aws` block and nothing is billed.
+
+METRIC_OUTCOMES = ("accepted", "duplicate", "rejected", "deferred", "dropped", "error")
+METRIC_DIMENSIONS = [["function_name"], ["function_name", "source"]]
+
+_first_request_pending = True  # true from module load until the first request is logged
+
+
+def take_cold_start() -> bool:
+    """True for the first request this container serves (its module was just loaded), False
+    for every later one. Call it once per request, when the log line is written."""
+    global _first_request_pending
+    cold_start = _first_request_pending
+    _first_request_pending = False
+    return cold_start
+
+
+def metrics_fields(log: dict, namespace: str, function_name: str, now_ms: int) -> dict:
+    """The members to merge into the log line `log` so that CloudWatch extracts metrics from it.
+
+    `log` must hold `outcome`, `ms`, `source` and `cold_start`. Every outcome is a Count metric
+    of its own name, 1 for this request's outcome and 0 for the others: an alarm on `rejected`
+    then sees zeros while requests go well, rather than missing data, and any outcome's
+    SampleCount is the number of requests, for rates. `latency` is `ms` (Milliseconds) and
+    `cold_starts` is 1 on a cold start (Count). Each metric is published twice: per function,
+    the one to alarm on, and per function and source, to break it down.
+    """
+    fields: dict = {
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": METRIC_DIMENSIONS,
+                "Metrics": [{"Name": name, "Unit": "Count"} for name in METRIC_OUTCOMES] + [
+                    {"Name": "latency", "Unit": "Milliseconds"},
+                    {"Name": "cold_starts", "Unit": "Count"},
+                ],
+            }],
+        },
+        # A dimension's value must be a non-empty string: outside Lambda the function has no
+        # name, and a request refused before verification has no proven source.
+        "function_name": function_name or "unknown",
+        "source": log["source"] or "none",
+        "latency": log["ms"],
+        "cold_starts": 1 if log["cold_start"] else 0,
+    }
+    for name in METRIC_OUTCOMES:
+        fields[name] = 1 if log["outcome"] == name else 0
+    return fields
+
+
+def metrics_namespace_error(namespace: str) -> "str | None":
+    """Why METRICS_NAMESPACE cannot name a CloudWatch namespace, or None when it can. CloudWatch
+    drops the metrics of a line whose namespace breaks its rules, silently, so check first.
+    The rules are CloudWatch's ("Namespaces" in its concepts guide)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
+    if len(namespace) > 255 or not namespace.strip() or not set(namespace) <= allowed:
+        return ("METRICS_NAMESPACE must be 1 to 255 letters, digits, spaces or . - _ / # : "
+                "characters, not all spaces")
+    if namespace.startswith("AWS/"):
+        return "METRICS_NAMESPACE must not start with AWS/ (reserved for AWS's own metrics)"
+    return None
+
+
 # --- 4. Response --------------------------------------------------------------------------
 
 STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
@@ -491,11 +558,16 @@ def lambda_handler(event, context):
         reason = "handle raised %s: %s" % (type(exc).__name__, exc) if message else \
             "unexpected %s while verifying" % type(exc).__name__
     h = request.headers if request else {}
-    print(json.dumps({
+    log = {
         "outcome": OUTCOMES[status], "status": status, "reason": reason and reason[:600],
         "shape": request and request.shape, "source": message and message.source,
         "message_id": h.get("upstash-message-id", "")[:128] or None,
         "retried": _count(h.get("upstash-retried")),
         "ms": round((time.perf_counter() - started) * 1000, 3),
-        "request_id": getattr(context, "aws_request_id", None)}), flush=True)
+        "request_id": getattr(context, "aws_request_id", None), "cold_start": take_cold_start()}
+    namespace = os.environ.get("METRICS_NAMESPACE")
+    if namespace:
+        log.update(metrics_fields(log, namespace, os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+                                  int(time.time() * 1000)))
+    print(json.dumps(log), flush=True)
     return respond(request, status, body, headers)
