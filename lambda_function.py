@@ -123,7 +123,6 @@ QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
 SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
 REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
 DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}|arn:aws[a-z-]*:dynamodb:[^\s]+")
-METRICS_NAMESPACE_TEXT = re.compile(r"[A-Za-z0-9.\-_/#:]{1,255}")
 
 
 class Configuration:
@@ -282,10 +281,9 @@ def _check_optional_features(environ: Mapping[str, str], errors: list[str]) -> N
     if ttl and not (ttl.isdigit() and 60 <= int(ttl) <= 366 * 86400):
         errors.append("DEDUP_TTL must be whole seconds from 60 to 31622400")
     namespace = environ.get("METRICS_NAMESPACE", "")
-    if namespace and (not METRICS_NAMESPACE_TEXT.fullmatch(namespace)
-                      or namespace.startswith("AWS/")):
-        errors.append("METRICS_NAMESPACE must be 1-255 of A-Z a-z 0-9 . - _ / # : "
-                      "and not start with AWS/")
+    namespace_problem = metrics_namespace_error(namespace) if namespace else None
+    if namespace_problem:
+        errors.append(namespace_problem)
 
 
 # --- 2. Event -> request: every door Lambda has, normalized once ------------------------
@@ -1195,7 +1193,62 @@ def handle(message: Message) -> Any:
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
 
-# --- 8. Answer, log line and response ----------------------------------------------------
+# --- 8. Metrics (optional: METRICS_NAMESPACE) --------------------------------------------
+# CloudWatch Embedded Metric Format: with METRICS_NAMESPACE set, the request's one JSON log line
+# also carries an `_aws` block, and CloudWatch Logs turns that line into metrics: no API call,
+# no extra line. Unset, the line has no `_aws` block and nothing is billed.
+
+METRIC_OUTCOMES = ("accepted", "duplicate", "rejected", "deferred", "dropped", "error")
+METRIC_DIMENSIONS = [["function_name"], ["function_name", "source"]]
+
+def metrics_fields(log: dict, namespace: str, function_name: str, now_ms: int) -> dict:
+    """The members to merge into the log line `log` so that CloudWatch extracts metrics from it.
+
+    `log` must hold `outcome`, `ms`, `source` and `cold_start`. Every outcome is a Count metric
+    of its own name, 1 for this request's outcome and 0 for the others: an alarm on `rejected`
+    then sees zeros while requests go well, rather than missing data, and any outcome's
+    SampleCount is the number of requests, for rates. `latency` is `ms` (Milliseconds) and
+    `cold_starts` is 1 on a cold start (Count). Each metric is published twice: per function,
+    the one to alarm on, and per function and source, to break it down.
+    """
+    fields: dict = {
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": METRIC_DIMENSIONS,
+                "Metrics": [{"Name": name, "Unit": "Count"} for name in METRIC_OUTCOMES] + [
+                    {"Name": "latency", "Unit": "Milliseconds"},
+                    {"Name": "cold_starts", "Unit": "Count"},
+                ],
+            }],
+        },
+        # A dimension's value must be a non-empty string: outside Lambda the function has no
+        # name, and a request refused before verification has no proven source.
+        "function_name": function_name or "unknown",
+        "source": log["source"] or "none",
+        "latency": log["ms"],
+        "cold_starts": 1 if log["cold_start"] else 0,
+    }
+    for name in METRIC_OUTCOMES:
+        fields[name] = 1 if log["outcome"] == name else 0
+    return fields
+
+
+def metrics_namespace_error(namespace: str) -> "str | None":
+    """Why METRICS_NAMESPACE cannot name a CloudWatch namespace, or None when it can. CloudWatch
+    drops the metrics of a line whose namespace breaks its rules, silently, so check first.
+    The rules are CloudWatch's ("Namespaces" in its concepts guide)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
+    if len(namespace) > 255 or not namespace.strip() or not set(namespace) <= allowed:
+        return ("METRICS_NAMESPACE must be 1 to 255 letters, digits, spaces or . - _ / # : "
+                "characters, not all spaces")
+    if namespace.startswith("AWS/"):
+        return "METRICS_NAMESPACE must not start with AWS/ (reserved for AWS's own metrics)"
+    return None
+
+
+# --- 9. Answer, log line and response ----------------------------------------------------
 
 OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 409: "deferred",
             429: "deferred", 489: "dropped", 500: "error", 503: "deferred"}
@@ -1350,10 +1403,10 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     message = None
     try:
         request = read_request(event, shape)
-        if request.is_alb_health_check:
+        configuration = load_configuration(os.environ)
+        if request.is_alb_health_check:  # a broken configuration fails health checks too
             answer = Answer(200, '{"ok": true}', "ALB health check", outcome="health_check")
         else:
-            configuration = load_configuration(os.environ)
             message = authenticate(request, configuration)
             answer = run_handle(message)
     except SignatureError as exc:
@@ -1365,5 +1418,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
                         "unexpected %s while verifying" % type(exc).__name__)
     milliseconds = (time.perf_counter() - started) * 1000
     line = log_line(answer, shape, request, message, milliseconds, context, cold_start)
+    namespace = os.environ.get("METRICS_NAMESPACE")
+    if namespace and not metrics_namespace_error(namespace):
+        function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        line.update(metrics_fields(line, namespace, function_name, int(time.time() * 1000)))
     print(json.dumps(line, default=str), flush=True)
     return respond(shape, answer)

@@ -58,8 +58,10 @@ def build(version, log=sys.stderr):
     prefix = PEERS / ("cpython-" + version)
     with tempfile.TemporaryDirectory() as work:
         with tarfile.open(fileobj=io.BytesIO(download(url, "sha256", sha256))) as archive:
-            archive.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter")
-                                        else {}))
+            if hasattr(tarfile, "data_filter"):  # Python 3.12+, and security releases before it
+                archive.extractall(work, filter="data")
+            else:
+                archive.extractall(work)
         source = next(p for p in pathlib.Path(work).iterdir() if p.name.startswith("Python-"))
         print("building CPython %s (about two minutes)" % release, file=log, flush=True)
         jobs = str(os.cpu_count() or 2)

@@ -73,7 +73,9 @@ def fetch(version):
             if member.isfile() and name.parts[0] == "package" and ".." not in name.parts:
                 target = staging.joinpath(*name.parts[1:])
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.extractfile(member).read())
+                contents = archive.extractfile(member)
+                assert contents is not None  # a regular file, checked above
+                target.write_bytes(contents.read())
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder
