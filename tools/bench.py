@@ -129,8 +129,7 @@ def soketi_timings(payload, body):
 
     def rebuild_and_verify():
         request = lf.read_request(event)
-        lf.verify_pusher(request.headers["x-pusher-signature"], ("s",), request.body,
-                         payload=request.payload)
+        lf.verify_pusher(request.headers["x-pusher-signature"], ("s",), request.body)
     return best({"ours": rebuild_and_verify,
                  "dumps": lambda: json.dumps(payload, ensure_ascii=False,
                                              separators=(",", ":"))})

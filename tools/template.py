@@ -106,7 +106,8 @@ or, with the AWS CLI alone (BUCKET: any S3 bucket of yours in the same region):
       --parameter-overrides QStashCurrentSigningKey=sig_... QStashNextSigningKey=sig_...
   aws cloudformation describe-stacks --stack-name qstash-webhook --query Stacks[0].Outputs
 
-The FunctionUrl output goes to QStash; later code changes: make deploy FUNCTION=<FunctionName output>
+The FunctionUrl output goes to QStash. Later code changes:
+  make deploy FUNCTION=<FunctionName output>
 """
 
 
