@@ -372,7 +372,10 @@ def _read_http_event(event: dict[str, Any], shape: str) -> Request:
     method = event["httpMethod"]
     if shape == "rest":  # API Gateway REST (1.0): requestContext.path has the stage
         domain = context.get("domainName")
-        url = "https://" + domain + context["path"] if domain else None
+        stage_path = context.get("path")
+        url = None
+        if domain and stage_path:
+            url = "https://" + domain + stage_path
         return Request(shape, method, headers, body, url, _query_pairs(event))
     return Request(shape, method, headers, body)  # ALB: nothing in it says the public URL
 
@@ -1167,8 +1170,8 @@ def _expected_destinations(request: Request,
         raise Reject(500, "QSTASH_DESTINATION_URL is not set: behind an ALB the Host header "
                      "is the caller's, so the URL QStash signed must be configured")
     if request.url is None:
-        raise Reject(400, "the event has no requestContext.domainName, so the URL QStash "
-                     "signed cannot be derived: set QSTASH_DESTINATION_URL")
+        raise Reject(400, "the event has no requestContext.domainName (or path), so the URL "
+                     "QStash signed cannot be derived: set QSTASH_DESTINATION_URL")
     return [DestinationURL(request.url, request.query_pairs)]
 
 
