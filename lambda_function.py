@@ -804,14 +804,24 @@ class DynamoTable:
         status, answer = dynamodb_request(operation, body)
         if status == 200:
             return json.loads(answer)
-        try:
-            error = json.loads(answer)
-        except ValueError:
-            error = {}
+        error = _error_fields(answer)
         kind = str(error.get("__type", "")).rpartition("#")[2] or "HTTP %d" % status
         if kind == "ConditionalCheckFailedException":
             raise ConditionFailed(self._item(error.get("Item")))
         raise StoreError("%s %s: %s" % (operation, kind, _safe_message(kind, error)))
+
+
+def _error_fields(answer):
+    """{"__type", "message"} from an error answer: DynamoDB's JSON, or the XML that some
+    gateways in front of it answer with (<Code>, <Message>)."""
+    try:
+        error = json.loads(answer)
+    except ValueError:
+        text = answer.decode("utf-8", "replace")
+        code = text.partition("<Code>")[2].partition("</Code>")[0]
+        message = text.partition("<Message>")[2].partition("</Message>")[0]
+        return {"__type": code, "message": message}
+    return error if isinstance(error, dict) else {}
 
 
 def _safe_message(kind, error):
@@ -888,9 +898,11 @@ def sign_request(endpoint, region, operation, body, environ, now=None):
     if session_token:
         headers["x-amz-security-token"] = session_token
     # Step 1, the canonical request: method, path, query (none), headers with lowercase
-    # names in sorted order, the list of their names, and the hex SHA-256 of the body.
+    # names in sorted order (values trimmed, inner runs of spaces made one), the list of
+    # their names, and the hex SHA-256 of the body.
     names = sorted(headers)
-    canonical_headers = "".join("%s:%s\n" % (name, headers[name].strip()) for name in names)
+    canonical_headers = "".join("%s:%s\n" % (name, " ".join(headers[name].split()))
+                                for name in names)
     signed_headers = ";".join(names)
     canonical_request = "\n".join(("POST", "/", "", canonical_headers, signed_headers,
                                    hashlib.sha256(body).hexdigest()))
