@@ -2,6 +2,7 @@
 each started by the tests, plus botocore clients to inspect tables independently of our own
 client, and a proxy that counts requests and injects store faults."""
 import contextlib
+import functools
 import http.client
 import http.server
 import os
@@ -20,12 +21,15 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIATESTDEDUPKEY0001",
 
 
 @contextlib.contextmanager
-def dynalite():
-    """dynalite@4.0.0 (tests/dynalite/package.json), in memory, on a free loopback port."""
+def dynalite(path=None):
+    """dynalite@4.0.0 (tests/dynalite/package.json) on a free loopback port: in memory, or
+    in LevelDB files under `path`."""
     folder = npm_install("dynalite", ROOT / "tests/dynalite/package.json")
     port = free_port()
     argv = ["node", str(folder / "node_modules/dynalite/cli.js"), "--host", "127.0.0.1",
             "--port", str(port), "--createTableMs", "0", "--deleteTableMs", "0"]
+    if path:
+        argv += ["--path", str(path)]
     with running(argv, port=port) as process:
         process.endpoint = "http://127.0.0.1:%d" % port
         yield process
@@ -43,10 +47,16 @@ def moto():
 
 
 def client(endpoint, service="dynamodb", credentials=None):
-    """A botocore client: AWS's own code, independent of ours."""
+    """A botocore client: AWS's own code, independent of ours (one per peer and key)."""
+    credentials = credentials or DUMMY_CREDENTIALS
+    return _client(endpoint, service, tuple(sorted(credentials.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _client(endpoint, service, credentials):
     import botocore.session
     from botocore.config import Config
-    credentials = credentials or DUMMY_CREDENTIALS
+    credentials = dict(credentials)
     return botocore.session.get_session().create_client(
         service, region_name="us-east-1", endpoint_url=endpoint,
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
@@ -92,10 +102,12 @@ class Proxy:
         self.counts, self.faults = {}, {name: 0 for name in self.FAULTS}
         self.fault_rate, self.random = fault_rate, random.Random(seed)
         self.lock, self.serial = threading.Lock(), threading.Lock() if serialize else None
+        self.connections = threading.local()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes
 
             def do_POST(self):
                 proxy.forward(self)
@@ -135,17 +147,32 @@ class Proxy:
                 % kind).encode())
             return
         with self.serial or contextlib.nullcontext():
-            upstream = http.client.HTTPConnection(self.upstream, timeout=10)
-            upstream.request("POST", "/", body, {k: v for k, v in request.headers.items()
-                                                 if k.lower() != "connection"})
-            response = upstream.getresponse()
-            status, answer = response.status, response.read()
-            upstream.close()
+            status, answer = self.send_upstream(body, request.headers)
         if fault == "drop_after":
             request.close_connection = True
             request.connection.shutdown(2)
             return
         self.answer(request, status, answer)
+
+    def send_upstream(self, body, headers):
+        """(status, answer) from the peer, over this thread's kept-alive connection."""
+        upstream = getattr(self.connections, "upstream", None)
+        if upstream is None:
+            upstream = self.connections.upstream = http.client.HTTPConnection(
+                self.upstream, timeout=10)
+        try:
+            upstream.request("POST", "/", body, {k: v for k, v in headers.items()
+                                                 if k.lower() != "connection"})
+            response = upstream.getresponse()
+            answer = response.read()
+        except Exception:
+            self.connections.upstream = None
+            upstream.close()
+            raise
+        if response.will_close:
+            self.connections.upstream = None
+            upstream.close()
+        return response.status, answer
 
     @staticmethod
     def answer(request, status, body):

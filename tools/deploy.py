@@ -100,17 +100,20 @@ def ensure_dedup_table(table):
     if result.returncode == 0:
         print("dedup table %s exists; left as it is" % table)
         description = json.loads(result.stdout)["Table"]
+        ttl = aws("dynamodb", "describe-time-to-live", "--table-name", table)
+        ttl_on = ttl["TimeToLiveDescription"].get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
     elif "ResourceNotFoundException" in result.stderr:
         description = aws("dynamodb", "create-table", "--table-name", table,
                           "--attribute-definitions", "AttributeName=id,AttributeType=S",
                           "--key-schema", "AttributeName=id,KeyType=HASH",
                           "--billing-mode", "PAY_PER_REQUEST")["TableDescription"]
-        aws("dynamodb", "wait", "table-exists", "--table-name", table)
+        if description.get("TableStatus") != "ACTIVE":  # TTL can be set once it is active
+            aws("dynamodb", "wait", "table-exists", "--table-name", table)
         print("created dedup table %s (on demand, partition key id)" % table)
+        ttl_on = False
     else:
         sys.exit("aws dynamodb describe-table failed:\n%s" % result.stderr.strip())
-    ttl = aws("dynamodb", "describe-time-to-live", "--table-name", table)
-    if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+    if not ttl_on:
         aws("dynamodb", "update-time-to-live", "--table-name", table,
             "--time-to-live-specification", "Enabled=true,AttributeName=expires_at")
         print("turned on TTL for %s on expires_at (DynamoDB deletes expired records)" % table)
