@@ -488,8 +488,10 @@ repeat it), and the failure in the log. A request whose connection broke is sent
 every record carries its writer's request id, so a write that had in fact been applied is
 recognised as ours, not as a duplicate.
 
-The client: DynamoDB's JSON API (POST /, X-Amz-Target) over http.client, the layer
-urllib.request is built on, kept alive across warm invocations; signed with Signature
+The client: DynamoDB's JSON API (POST /, X-Amz-Target) as HTTP/1.1 over a socket (TLS for
+https), kept alive across warm invocations: urllib.request and http.client parse every
+answer's headers with the email package, which costs more CPU than the rest of a call and
+more import time than the rest of the module. Signed with Signature
 Version 4 (below) from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
 AWS_REGION, which Lambda sets. Endpoint: AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the
 SDKs' convention), else https://dynamodb.<region>.amazonaws.com. No credential, token or
@@ -833,50 +835,115 @@ def _safe_message(kind, error):
     return text.splitlines()[0][:200] if text else "(no message)"
 
 
-_idle_connections = []  # kept alive between warm invocations: [(endpoint, connection)]
+_idle_connections = []  # kept alive between warm invocations: [(endpoint, Connection)]
 
 
 def dynamodb_request(operation, body):
     """POST one signed JSON-API request; (HTTP status, answer bytes). A broken connection is
-    tried once more on a new one (the protocol recognises its own applied writes)."""
-    import http.client  # only when deduplication is used: it pulls in ssl, email, ...
-    import socket
+    tried once more on a new one (the protocol recognises its own applied writes); a
+    timeout is not (waiting twice would be too long)."""
+    import socket  # only when deduplication is used
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     endpoint = (os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
-                or "https://dynamodb.%s.amazonaws.com" % region)
+                or "https://dynamodb.%s.amazonaws.com" % region).rstrip("/")
     headers = sign_request(endpoint, region, operation, body, os.environ)
+    head = "POST / HTTP/1.1\r\n" + "".join("%s: %s\r\n" % item for item in headers.items())
+    message = (head + "content-length: %d\r\n\r\n" % len(body)).encode() + body
     DynamoTable.requests_made += 1
     for attempt in (1, 2):
-        connection = _take_connection(endpoint, http.client)
+        connection = None
         try:
-            connection.request("POST", "/", body, headers)
-            response = connection.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            if attempt == 2 or isinstance(exc, socket.timeout):  # waiting again: too long
+            connection = _take_connection(endpoint, socket)
+            status, answer, keep_alive = connection.exchange(message)
+        except (OSError, ValueError) as exc:
+            if connection is not None:
+                connection.close()
+            if attempt == 2 or isinstance(exc, socket.timeout):
                 raise StoreError("%s could not reach DynamoDB (%s)" % (
                     operation, type(exc).__name__)) from None
             continue
-        if response.will_close:
-            connection.close()
-        else:
+        if keep_alive:
             _idle_connections.append((endpoint, connection))
-        return response.status, answer
+        else:
+            connection.close()
+        return status, answer
 
 
-def _take_connection(endpoint, client):
-    """An idle kept-alive connection to `endpoint`, or a new one (not yet connected)."""
+def _take_connection(endpoint, socket):
+    """An idle kept-alive connection to `endpoint`, or a new one."""
     while _idle_connections:
         idle_endpoint, connection = _idle_connections.pop()
         if idle_endpoint == endpoint:
             return connection
         connection.close()
-    scheme, _, host = endpoint.partition("://")
-    host = host.rstrip("/")
-    if scheme == "https":
-        return client.HTTPSConnection(host, timeout=DEDUP_TIMEOUT)
-    return client.HTTPConnection(host, timeout=DEDUP_TIMEOUT)
+    return Connection(endpoint, socket)
+
+
+_tls = []  # one ssl context per process: loading the CA certificates is the slow part
+
+
+class Connection:
+    """One HTTP/1.1 connection (TLS for https) to the DynamoDB endpoint: a request is sent
+    as one write, the answer read by its Content-Length (or chunks, or until closed)."""
+
+    def __init__(self, endpoint, socket):
+        scheme, _, host_port = endpoint.partition("://")
+        host, _, port = host_port.partition("/")[0].rpartition(":")
+        if not host or not port.isdigit():  # no port in the URL
+            host, port = host_port.partition("/")[0], "443" if scheme == "https" else "80"
+        raw = socket.create_connection((host.strip("[]"), int(port)), DEDUP_TIMEOUT)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            import ssl
+            if not _tls:
+                _tls.append(ssl.create_default_context())
+            raw = _tls[0].wrap_socket(raw, server_hostname=host.strip("[]"))
+        self.socket, self.reader = raw, raw.makefile("rb")
+
+    def exchange(self, message):
+        """(status, body, whether the connection stays open) for one request."""
+        self.socket.sendall(message)
+        status_line = self.reader.readline(1024)
+        version, status, _ = (status_line.decode("latin-1") + "  ").split(" ", 2)
+        if not version.startswith("HTTP/1.") or not status.isdigit():
+            raise ValueError("not an HTTP/1.x answer")
+        fields = {}
+        while True:
+            line = self.reader.readline(8192)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
+        keep_alive = fields.get("connection", "").lower() != "close" and \
+            version == "HTTP/1.1"
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            body = self._chunks()
+        elif "content-length" in fields:
+            body = self._exactly(int(fields["content-length"]))
+        else:
+            body, keep_alive = self.reader.read(), False
+        return int(status), body, keep_alive
+
+    def _exactly(self, size):
+        body = self.reader.read(size)
+        if len(body) != size:
+            raise ValueError("the answer ended early")
+        return body
+
+    def _chunks(self):
+        parts = []
+        while True:
+            size = int(self.reader.readline(1024).split(b";")[0], 16)
+            if size == 0:
+                while self.reader.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(parts)
+            parts.append(self._exactly(size))
+            self.reader.readline(1024)
+
+    def close(self):
+        self.reader.close()
+        self.socket.close()
 
 
 def sign_request(endpoint, region, operation, body, environ, now=None):

@@ -5,7 +5,6 @@ a process killed in the middle of handle, the store stopped mid-run, and a soak 
 under a lock, or a file written with O_APPEND), never from log lines."""
 import concurrent.futures
 import contextlib
-import io
 import json
 import os
 import random
@@ -47,45 +46,31 @@ def dedup_env(store, monkeypatch):
     return store
 
 
-class PerThreadOutput(io.TextIOBase):
-    """sys.stdout for concurrent invocations: each thread's lines go to its own buffer."""
-
-    def __init__(self):
-        self.local = threading.local()
-
-    def write(self, text):
-        self.local.__dict__.setdefault("buffer", []).append(text)
-        return len(text)
-
-    def take(self):
-        text = "".join(self.local.__dict__.get("buffer", []))
-        self.local.buffer = []
-        return text
+LINES = threading.local()  # each thread's log lines from lambda_handler
 
 
-OUTPUT = PerThreadOutput()
+def print_per_thread(*values, **options):
+    """lambda_function's `print`, while these tests run: each thread keeps its own lines."""
+    LINES.__dict__.setdefault("lines", []).append(" ".join(map(str, values)))
 
 
 @pytest.fixture(autouse=True)
 def per_thread_output(monkeypatch):
-    """While a test runs, sys.stdout keeps each thread's log lines apart; it yields the
-    stdout the test's own report goes to."""
-    original = sys.stdout
-    monkeypatch.setattr(sys, "stdout", OUTPUT)
-    yield original
+    """The handler's log lines kept per thread (sys.stdout is one for all threads)."""
+    monkeypatch.setattr(lf, "print", print_per_thread, raising=False)
 
 
 def quietly(event, context):
     """lambda_handler with its log line kept, also from many threads: (response, log)."""
-    OUTPUT.take()
+    LINES.lines = []
     response = lf.lambda_handler(event, context)
-    return response, json.loads(OUTPUT.take().splitlines()[-1])
+    return response, json.loads(LINES.lines[-1])
 
 
 # --- 20 concurrent deliveries of one message ------------------------------------------------
 
 def test_twenty_threads_deliver_one_message_and_handle_runs_once(
-        dedup_env, monkeypatch, per_thread_output):
+        dedup_env, monkeypatch):
     message_id, effects, lock = new_id(), [], threading.Lock()
 
     def handle(message):
@@ -107,11 +92,11 @@ def test_twenty_threads_deliver_one_message_and_handle_runs_once(
     assert set(statuses) <= {200, 409} and statuses.count(200) >= 1, statuses
     assert [log["dedup"] for _, log in results].count("new") == 1
     print("20 threads: %d answered 200, %d answered 409" % (
-        statuses.count(200), statuses.count(409)), file=per_thread_output)
+        statuses.count(200), statuses.count(409)))
 
 
 def test_twenty_deliveries_across_separate_processes_run_handle_once(
-        dedup_env, tmp_path, per_thread_output):
+        dedup_env, tmp_path):
     """Five `make serve` processes (tools/serve.py, one request at a time each, like five
     Lambda instances) share the table; 20 deliveries arrive at once."""
     effects_file = str(tmp_path / "effects")
@@ -140,7 +125,7 @@ def test_twenty_deliveries_across_separate_processes_run_handle_once(
     assert [what for what, _, _ in recorded] == ["start", "effect"], recorded
     assert set(statuses) <= {200, 409} and statuses.count(200) >= 1, statuses
     print("20 deliveries over 5 processes: %d answered 200, %d answered 409"
-          % (statuses.count(200), statuses.count(409)), file=per_thread_output)
+          % (statuses.count(200), statuses.count(409)))
 
 
 # --- Faults -----------------------------------------------------------------------------------
@@ -281,7 +266,7 @@ class Soak:
 
 
 def test_soak_exactly_once_under_duplicates_failures_and_faults(
-        store, monkeypatch, per_thread_output):
+        store, monkeypatch):
     faulty = dynamo.Proxy(store.endpoint, fault_rate=0.02, seed=21)
     for name, value in {**CONFIG, "AWS_ENDPOINT_URL": faulty.endpoint}.items():
         monkeypatch.setenv(name, value)
@@ -302,7 +287,7 @@ def test_soak_exactly_once_under_duplicates_failures_and_faults(
           "store faults injected %s over %d requests; handle failures: permanent on %d messages"
           % (soak.deliveries, soak.replays, len(soak.messages), time.monotonic() - started,
              dict(sorted(soak.answers.items())), faulty.faults, faulty.total(),
-             len(failed_for_good)), file=per_thread_output)
+             len(failed_for_good)))
     assert all(done)
     assert soak.overran == 0
     for message_id, permanent in soak.messages.items():
