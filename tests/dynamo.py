@@ -97,7 +97,8 @@ class Proxy:
 
     FAULTS = ("throttle", "server_error", "drop_before", "drop_after")
 
-    def __init__(self, upstream, serialize=False, fault_rate=0.0, seed=1):
+    def __init__(self, upstream, serialize=False, fault_rate=0.0, seed=1, tls=None,
+                 framing="length"):
         self.upstream = upstream.partition("://")[2]
         self.counts, self.faults = {}, {name: 0 for name in self.FAULTS}
         self.fault_rate, self.random = fault_rate, random.Random(seed)
@@ -116,7 +117,15 @@ class Proxy:
                 pass
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.endpoint = "http://127.0.0.1:%d" % self.server.server_port
+        self.framing = framing  # answers by Content-Length, in chunks, or until closed
+        scheme = "http"
+        if tls:  # (certificate file, key file): the proxy speaks HTTPS
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.endpoint = "%s://127.0.0.1:%d" % (scheme, self.server.server_port)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def total(self):
@@ -142,7 +151,7 @@ class Proxy:
         if fault in ("throttle", "server_error"):
             kind = "ProvisionedThroughputExceededException" if fault == "throttle" else \
                 "InternalServerError"
-            self.answer(request, 400 if fault == "throttle" else 500, (
+            self.answer_framed(request, 400 if fault == "throttle" else 500, (
                 '{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":"injected"}'
                 % kind).encode())
             return
@@ -152,7 +161,26 @@ class Proxy:
             request.close_connection = True
             request.connection.shutdown(2)
             return
-        self.answer(request, status, answer)
+        self.answer_framed(request, status, answer)
+
+    def answer_framed(self, request, status, body):
+        if self.framing == "length":
+            self.answer(request, status, body)
+            return
+        request.send_response(status)
+        request.send_header("Content-Type", "application/x-amz-json-1.0")
+        if self.framing == "chunked":
+            request.send_header("Transfer-Encoding", "chunked")
+            request.end_headers()
+            for start in range(0, len(body), 7):
+                piece = body[start:start + 7]
+                request.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            request.wfile.write(b"0\r\n\r\n")
+        else:  # no length: the body ends when the connection closes
+            request.send_header("Connection", "close")
+            request.end_headers()
+            request.wfile.write(body)
+            request.close_connection = True
 
     def send_upstream(self, body, headers):
         """(status, answer) from the peer, over this thread's kept-alive connection."""

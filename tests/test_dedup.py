@@ -15,7 +15,7 @@ import pytest
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
-from conftest import KEY, NEXT, ROOT
+from conftest import KEY, NEXT, ROOT, need
 from signer import sign_pusher
 
 URL = "https://hooks.example.com/dedup"
@@ -367,3 +367,55 @@ def test_a_token_without_jti_is_refused(dedup_env, call, effects):
     headers = ev.qstash_headers(KEY, body, URL, claims={"jti": None})
     status, _, log = deliver(call, ev.function_url(url=URL, headers=headers, body=body))
     assert status == 400 and "jti" in log["reason"] and effects == []
+
+
+# --- The transport -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl), to trust through SSL_CERT_FILE."""
+    import shutil
+    need(shutil.which("openssl"), "openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_endpoints_are_verified(trusted, certificate, dedup_env, call, effects,
+                                      monkeypatch):
+    tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint)
+    monkeypatch.setattr(lf, "_tls", [])  # the next request builds its ssl context anew
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    message_id = new_id()
+    try:
+        status, _, log = deliver(call, delivery(message_id))
+        if trusted:
+            assert status == 200 and log["dedup"] == "new"
+            assert deliver(call, delivery(message_id))[2]["dedup"] == "duplicate"
+        else:
+            assert status == 503 and "SSLCertVerificationError" in log["reason"]
+            assert effects == []
+    finally:
+        tls.close()
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_answers_in_chunks_or_until_close_are_read(framing, dedup_env, call, effects,
+                                                    monkeypatch):
+    framed = dynamo.Proxy(dedup_env.direct, serialize=True, framing=framing)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", framed.endpoint)
+    message_id = new_id()
+    try:
+        assert deliver(call, delivery(message_id))[2]["dedup"] == "new"
+        assert deliver(call, delivery(message_id))[2]["dedup"] == "duplicate"
+    finally:
+        framed.close()
+    assert effects == [message_id] and framed.total() >= 5
