@@ -482,17 +482,19 @@ second for clock differences between hosts; 900 s (Lambda's longest timeout) whe
 no context. After a kill, the next delivery past the lease takes the record over.
 
 Failures. The table unreachable, throttled or refusing: 503 with Retry-After, `handle` not
-called (QStash retries, then keeps the message in its DLQ). The completion write failing
-after `handle` succeeded: the answer as `handle` gave it (the effect happened; a retry would
-repeat it), and the failure in the log. A request whose connection broke is sent once more;
-every record carries its writer's request id, so a write that had in fact been applied is
-recognised as ours, not as a duplicate.
+called (QStash retries, then keeps the message in its DLQ). The completion write is tried
+three times; if it still fails after `handle` succeeded, the answer is the one `handle` gave
+(the effect happened; a retry would repeat it) and the failure is logged. The record then
+stays in progress: duplicates get 409 until the lease passes, and one arriving after that
+would run `handle` again (QStash itself stops at the 2xx). A request whose connection broke
+is sent once more; every record carries its writer's owner (the request id and a nonce), so
+a write that had in fact been applied is recognised as ours, not as someone else's.
 
 The client: DynamoDB's JSON API (POST /, X-Amz-Target) as HTTP/1.1 over a socket (TLS for
-https), kept alive across warm invocations: urllib.request and http.client parse every
-answer's headers with the email package, which costs more CPU than the rest of a call and
-more import time than the rest of the module. Signed with Signature
-Version 4 (below) from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
+https, verified against the system's CA certificates), kept alive across warm invocations.
+Not urllib.request or http.client: they parse every answer's headers with the email
+package, which costs more CPU than the rest of a call and more import time than the rest of
+the module. Signed with Signature Version 4 (below) from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
 AWS_REGION, which Lambda sets. Endpoint: AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the
 SDKs' convention), else https://dynamodb.<region>.amazonaws.com. No credential, token or
 signature ever reaches a log line or an exception's text.
@@ -542,9 +544,12 @@ def run_once(message, context, produce_answer):
     if problems:
         raise Reject(500, problems[0])
     store = DynamoTable(table)
-    request_id = getattr(context, "aws_request_id", None) or "local-" + os.urandom(8).hex()
+    # The owner of the records this invocation writes: the request id (for the reader of the
+    # table) and a nonce, since Lambda retries an asynchronous invoke under the same id.
+    owner = "%s/%s" % (getattr(context, "aws_request_id", None) or "local",
+                       os.urandom(6).hex())
     try:
-        return Deduplication(store, message, context, request_id).run(produce_answer)
+        return Deduplication(store, message, context, owner).run(produce_answer)
     except StoreError as exc:
         reason = "dedup table unavailable, handle not called: %s" % exc
         return (503, json.dumps({"error": "deduplication store unavailable"}),
@@ -599,8 +604,8 @@ def delivery_keys(message):
 class Deduplication:
     """The protocol for one delivery (see the section's docstring)."""
 
-    def __init__(self, store, message, context, request_id):
-        self.store, self.message, self.owner = store, message, request_id
+    def __init__(self, store, message, context, owner):
+        self.store, self.message, self.owner = store, message, owner
         self.now_ms = int(time.time() * 1000)
         remaining = DEDUP_NO_CONTEXT_LEASE_MS
         with_remaining = getattr(context, "get_remaining_time_in_millis", None)
@@ -752,7 +757,7 @@ class DynamoTable:
     """Single-item conditional calls on one table through DynamoDB's JSON API.
     Each returns plain values; ConditionFailed and StoreError are the failures."""
 
-    requests_made = 0  # requests sent by every instance (read by the tests and bench)
+    requests_made = 0  # requests sent by every instance (read by make bench)
 
     def __init__(self, table):
         self.table = table
@@ -892,12 +897,16 @@ class Connection:
         if not host or not port.isdigit():  # no port in the URL
             host, port = host_port.partition("/")[0], "443" if scheme == "https" else "80"
         raw = socket.create_connection((host.strip("[]"), int(port)), DEDUP_TIMEOUT)
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if scheme == "https":
-            import ssl
-            if not _tls:
-                _tls.append(ssl.create_default_context())
-            raw = _tls[0].wrap_socket(raw, server_hostname=host.strip("[]"))
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                import ssl
+                if not _tls:
+                    _tls.append(ssl.create_default_context())
+                raw = _tls[0].wrap_socket(raw, server_hostname=host.strip("[]"))
+        except OSError:
+            raw.close()
+            raise
         self.socket, self.reader = raw, raw.makefile("rb")
 
     def exchange(self, message):
