@@ -155,8 +155,12 @@ class Proxy:
                 '{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":"injected"}'
                 % kind).encode())
             return
-        with self.serial or contextlib.nullcontext():
-            status, answer = self.send_upstream(body, request.headers)
+        try:
+            with self.serial or contextlib.nullcontext():
+                status, answer = self.send_upstream(body, request.headers)
+        except OSError:  # the peer is gone: so is the answer
+            request.close_connection = True
+            return
         if fault == "drop_after":
             request.close_connection = True
             request.connection.shutdown(2)
