@@ -494,9 +494,10 @@ The client: DynamoDB's JSON API (POST /, X-Amz-Target) as HTTP/1.1 over a socket
 https, verified against the system's CA certificates), kept alive across warm invocations.
 Not urllib.request or http.client: they parse every answer's headers with the email
 package, which costs more CPU than the rest of a call and more import time than the rest of
-the module. Signed with Signature Version 4 (below) from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and
-AWS_REGION, which Lambda sets. Endpoint: AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the
-SDKs' convention), else https://dynamodb.<region>.amazonaws.com. No credential, token or
+the module. Signed with Signature Version 4 (below) from AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION, which Lambda sets. Endpoint:
+AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the SDKs' convention), else
+https://dynamodb.<region>.amazonaws.com. No credential, token or
 signature ever reaches a log line or an exception's text.
 """
 
@@ -1084,7 +1085,8 @@ def lambda_handler(event, context):
             "unexpected %s while verifying" % type(exc).__name__
     h = request.headers if request else {}
     print(json.dumps({
-        "outcome": dedup_log_outcome(dedup, status, OUTCOMES[status]), "status": status, "reason": reason and reason[:600],
+        "outcome": dedup_log_outcome(dedup, status, OUTCOMES[status]), "status": status,
+        "reason": reason and reason[:600],
         "shape": request and request.shape, "source": message and message.source,
         "message_id": h.get("upstash-message-id", "")[:128] or None,
         "retried": _count(h.get("upstash-retried")),

@@ -2,8 +2,9 @@
 and from separate make serve processes, a process killed in the middle of handle, the store
 stopped mid-run (each on dynalite, and on moto through a proxy that serializes its requests),
 and a soak of more than 10,000 deliveries with injected faults (on dynalite, whose
-conditional writes are atomic; moto is too slow for it: about 15 ms a request here). Effects are counted in a store of their own (a list
-under a lock, or a file written with O_APPEND), never from log lines."""
+conditional writes are atomic; moto is too slow for it: about 15 ms a request here).
+Effects are counted in a store of their own (a list under a lock, or a file written with
+O_APPEND), never from log lines."""
 import concurrent.futures
 import contextlib
 import json
