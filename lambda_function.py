@@ -473,9 +473,10 @@ message and 2 for a duplicate:
      else).
 A failed condition returns the item that failed it (ReturnValuesOnConditionCheckFailure),
 saving a read; dynalite ignores that option, so an answer without the item costs a GetItem
-(a duplicate then takes 3 requests). One thing no table can settle: the first delivery of a
+(a duplicate then takes 3 requests). One thing no table can settle: the first use of a
 token is trusted for its message id, since nothing signed carries it. Whoever holds a token
-first can file its effect under another id; it still runs `handle` once for that token.
+first can file its effect under another id; it still runs `handle` once for that token. A
+token whose delivery never reached the table (answered 503) stays unused until then.
 
 Leases. The lease is the invocation's remaining time (Lambda kills it by then) plus one
 second for clock differences between hosts; 900 s (Lambda's longest timeout) when there is
