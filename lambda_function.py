@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, Union
 
 # --- 0. Limits and exceptions ------------------------------------------------------------
@@ -123,7 +123,7 @@ def _retry_after_seconds(value: object) -> int | None:
 QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
 SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
 REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
-DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}|arn:aws[a-z-]*:dynamodb:[^\s]+")
+DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 
 class Configuration:
@@ -276,11 +276,12 @@ def _read_seconds(environ: Mapping[str, str], name: str, default: float,
 def _check_optional_features(environ: Mapping[str, str], errors: list[str]) -> None:
     table = environ.get("DEDUP_TABLE", "")
     if table and not DEDUP_TABLE_NAME.fullmatch(table):
-        errors.append("DEDUP_TABLE must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -) "
-                      "or a table ARN")
+        errors.append("DEDUP_TABLE must be a DynamoDB table name: 3 to 255 of "
+                      "a-z, A-Z, 0-9, _ . -")
     ttl = environ.get("DEDUP_TTL", "")
-    if ttl and not (ttl.isdigit() and 60 <= int(ttl) <= 366 * 86400):
-        errors.append("DEDUP_TTL must be whole seconds from 60 to 31622400")
+    # At least an hour: a shorter memory than QStash's retry schedule would run handle twice.
+    if ttl and not (ttl.isascii() and ttl.isdigit() and 3600 <= int(ttl) <= 366 * 86400):
+        errors.append("DEDUP_TTL must be whole seconds from 3600 to 31622400")
     namespace = environ.get("METRICS_NAMESPACE", "")
     namespace_problem = metrics_namespace_error(namespace) if namespace else None
     if namespace_problem:
@@ -1188,6 +1189,565 @@ def _authenticate_soketi(request: Request, configuration: Configuration) -> Mess
     return Message("soketi", request, payload=payload)
 
 
+# --- 6c. Deduplication (optional: DEDUP_TABLE): handle runs once per message -----------
+"""Exactly-once `handle`, when DEDUP_TABLE names a DynamoDB table (partition key `id`, a
+string; TTL attribute `expires_at`). Unset: nothing here runs, nothing is imported, no cost.
+
+The handler calls one function: `run_once(message, context, produce_answer)`. It decides
+from the table whether this delivery runs `handle` (through `produce_answer`, which is
+`run_handle`), gets the first delivery's stored answer, or is deferred, and records the
+result.
+
+Records (one item each, all with `expires_at` in epoch seconds, read as absent once past):
+  qstash:jti:<jti>          the token was used: `message` = the message record it claimed,
+                            `owner` = the request that used it
+  qstash:message:<id>       one QStash message (Upstash-Message-Id): `state` in_progress or
+                            completed, `owner`, `lease_until` (epoch ms), `answer`
+  qstash:jti-message:<jti>  the message record of a QStash delivery without a message id
+  soketi:signature:<hex>    one soketi/Pusher webhook: its verified signature identifies it
+(an id or jti over 256 characters is replaced by its SHA-256, to bound the key.)
+
+Why two records for QStash. The message id is an unsigned header; the token's `jti` is
+signed. A QStash retry carries a new token with the same message id, so the message record
+catches retries. A replayed token carries the same `jti` under any message id its sender
+likes, so only the `jti` catches replays, and a replay must not write under the id it claims
+(it could suppress that real message later). Hence the order, at most 3 requests for a new
+message and 2 for a duplicate:
+  1. PutItem qstash:jti:<jti>, if absent: the token is used now. If it exists, this is a
+     replay: answer from the message record the token first claimed (GetItem), never write.
+  2. PutItem the message record as in_progress with our lease, if absent, expired, or
+     in_progress with its lease passed (taken over). A completed record is a duplicate: its
+     answer, no `handle`. An in_progress one with time left: 409 with Retry-After.
+  3. After `handle`: UpdateItem to completed with the answer, if we still own it (2xx and
+     489); or DeleteItem, if we still own it, so the retry runs `handle` again (anything
+     else).
+A failed condition returns the item that failed it (ReturnValuesOnConditionCheckFailure),
+saving a read; dynalite ignores that option, so an answer without the item costs a GetItem
+(a duplicate then takes 3 requests). One thing no table can settle: the first use of a
+token is trusted for its message id, since nothing signed carries it. Whoever holds a token
+first can file its effect under another id; it still runs `handle` once for that token. A
+token whose delivery never reached the table (answered 503) stays unused until then.
+
+Leases. The lease is the invocation's remaining time (Lambda kills it by then) plus one
+second for clock differences between hosts; 900 s (Lambda's longest timeout) when there is
+no context. After a kill, the next delivery past the lease takes the record over.
+
+Failures. The table unreachable, throttled or refusing: 503 with Retry-After, `handle` not
+called (QStash retries, then keeps the message in its DLQ). The completion write is tried
+three times; if it still fails after `handle` succeeded, the answer is the one `handle` gave
+(the effect happened; a retry would repeat it) and the failure is logged. The record then
+stays in progress: duplicates get 409 until the lease passes, and one arriving after that
+would run `handle` again (QStash itself stops at the 2xx). A request whose connection broke
+is sent once more; every record carries its writer's owner (the request id and a nonce), so
+a write that had in fact been applied is recognised as ours, not as someone else's.
+
+The client: DynamoDB's JSON API (POST /, X-Amz-Target) as HTTP/1.1 over a socket (TLS for
+https, verified against the system's CA certificates), kept alive across warm invocations.
+Not urllib.request or http.client: they parse every answer's headers with the email
+package, which costs more CPU than the rest of a call and more import time than the rest of
+the module. Signed with Signature Version 4 (below) from AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION, which Lambda sets. Endpoint:
+AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the SDKs' convention), else
+https://dynamodb.<region>.amazonaws.com. No credential, token or
+signature ever reaches a log line or an exception's text.
+"""
+
+DEDUP_TTL = 7 * 24 * 3600  # seconds a completed message is remembered (DEDUP_TTL); QStash
+# retries for up to about 6 hours by default, and for days with custom retry settings
+DEDUP_MAX_STORED_BODY = 64 * 1024  # bytes of answer body kept for duplicates
+DEDUP_NO_CONTEXT_LEASE_MS = 900 * 1000  # Lambda's longest timeout
+DEDUP_LEASE_MARGIN_MS = 1000  # clock differences between the hosts running deliveries
+DEDUP_STORE_RETRY_AFTER = 30  # seconds QStash waits after a 503 (table unavailable)
+DEDUP_COMPLETION_ATTEMPTS = 3  # the one write worth retrying: `handle` has had its effect
+DEDUP_TIMEOUT = 2.0  # seconds for connecting and for each answer; DynamoDB answers in ms
+DEDUP_KEY_PART_MAX = 256  # characters of an id or jti kept as is in a record key
+DYNAMODB_TARGET = "DynamoDB_20120810."
+DYNAMODB_CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+class StoreError(Exception):
+    """The table could not be used (unreachable, throttled, refused). The text names what
+    happened and never holds a credential, token or signature."""
+
+
+class ConditionFailed(Exception):
+    """A conditional write found the item in another state; `item` is that item (plain
+    values), or None when the answer did not carry it (dynalite)."""
+
+    def __init__(self, item):
+        super().__init__("the condition failed")
+        self.item = item
+
+
+def run_once(message: Message, context: Any,
+             produce_answer: Callable[[], Answer]) -> Answer:
+    """Run `produce_answer()` (which calls `handle`) at most once per message, when
+    DEDUP_TABLE is set; otherwise just run it.
+
+    The answer's `dedup` tells what the table decided: None (no table), "new",
+    "taken_over", "duplicate" (the stored answer), "in_progress" (409), "replay" (a used
+    token: the stored answer or 409), "store_error" (503).
+    """
+    table = os.environ.get("DEDUP_TABLE")
+    if not table:
+        return produce_answer()
+    store = DynamoTable(table)
+    # The owner of the records this invocation writes: the request id (for the reader of the
+    # table) and a nonce, since Lambda retries an asynchronous invoke under the same id.
+    owner = "%s/%s" % (getattr(context, "aws_request_id", None) or "local",
+                       os.urandom(6).hex())
+    try:
+        return Deduplication(store, message, context, owner).run(produce_answer)
+    except StoreError as exc:
+        reason = "dedup table unavailable, handle not called: %s" % exc
+        return Answer(503, json.dumps({"error": "deduplication store unavailable"}), reason,
+                      {"Retry-After": str(DEDUP_STORE_RETRY_AFTER)}, outcome="deferred",
+                      dedup="store_error")
+
+
+def _key_part(value):
+    """An id as it goes into a record key: itself, or its SHA-256 when long or not ASCII."""
+    if len(value) <= DEDUP_KEY_PART_MAX and value.isascii() and value.isprintable():
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def delivery_keys(message):
+    """(token record key or None, message record key) for a verified Message.
+    Reject(400) when a QStash token has no jti (QStash always sends one)."""
+    if message.source == "soketi":
+        return None, "soketi:signature:" + _key_part(message.headers["x-pusher-signature"])
+    jti = message.claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise Reject(400, "the QStash token has no jti claim: it cannot be deduplicated")
+    token_key = "qstash:jti:" + _key_part(jti)
+    if message.message_id:
+        return token_key, "qstash:message:" + _key_part(message.message_id)
+    return token_key, "qstash:jti-message:" + _key_part(jti)
+
+
+class Deduplication:
+    """The protocol for one delivery (see the section's docstring)."""
+
+    def __init__(self, store, message, context, owner):
+        self.store, self.message, self.owner = store, message, owner
+        self.now_ms = int(time.time() * 1000)
+        remaining = DEDUP_NO_CONTEXT_LEASE_MS
+        with_remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if with_remaining is not None:
+            remaining = with_remaining()
+        self.lease_until = self.now_ms + int(remaining) + DEDUP_LEASE_MARGIN_MS
+        ttl = int(os.environ.get("DEDUP_TTL") or DEDUP_TTL)
+        self.expires_at = self.now_ms // 1000 + ttl
+
+    def run(self, produce_answer):
+        token_key, message_key = delivery_keys(self.message)
+        if token_key is not None:
+            used = self.use_token(token_key, message_key)
+            if used is not None:
+                return self.answer_replay(used)
+        previous, acquired = self.acquire(message_key)
+        if not acquired:
+            return self.answer_duplicate(previous)
+        dedup = "taken_over" if previous is not None else "new"
+        try:
+            answer = produce_answer()
+        except BaseException:
+            self.release(message_key)
+            raise
+        if 200 <= answer.status < 300 or answer.status == 489:
+            note = self.complete(message_key, answer.status, answer.body, answer.headers)
+        else:
+            note = self.release(message_key)
+        if note:
+            answer.reason = "%s; %s" % (answer.reason, note) if answer.reason else note
+        answer.dedup = dedup
+        return answer
+
+    def use_token(self, token_key, message_key):
+        """Step 1: record the token as used. None when it is fresh; when it was used before
+        (a replay), the record of that first use ({} if it vanished meanwhile)."""
+        item = {"id": token_key, "message": message_key, "owner": self.owner,
+                "expires_at": self.expires_at}
+        try:
+            self.store.put(item, "attribute_not_exists(id) OR expires_at < :now",
+                           {":now": self.now_ms // 1000})
+        except ConditionFailed as failed:
+            used = failed.item or self.store.get(token_key) or {}
+            if used.get("owner") == self.owner:
+                return None  # our own write, applied before its connection broke
+            return used
+        return None
+
+    def acquire(self, message_key):
+        """Step 2: (the item that was there or None, whether we now own the message)."""
+        item = {"id": message_key, "state": "in_progress", "owner": self.owner,
+                "lease_until": self.lease_until, "expires_at": self.expires_at}
+        condition = ("attribute_not_exists(id) OR expires_at < :now_s OR "
+                     "(#state = :in_progress AND lease_until < :now_ms)")
+        values = {":now_s": self.now_ms // 1000, ":now_ms": self.now_ms,
+                  ":in_progress": "in_progress"}
+        try:
+            previous = self.store.put(item, condition, values, names={"#state": "state"})
+        except ConditionFailed as failed:
+            current = failed.item or self.store.get(message_key)
+            if current is not None and current.get("owner") == self.owner:
+                return None, True  # our own write, applied before its connection broke
+            return current, False
+        if previous is None or previous.get("expires_at", 0) < self.now_ms // 1000:
+            return None, True  # absent, or expired: counts as absent
+        return previous, True  # its lease had passed: taken over
+
+    def answer_duplicate(self, item, dedup="duplicate"):
+        """The stored answer of a completed message; 409 while another delivery holds it."""
+        if item is not None and item.get("state") == "completed" and \
+                item.get("expires_at", 0) >= self.now_ms // 1000:
+            stored = json.loads(item["answer"])
+            reason = "already processed (first answer %d), handle not called" % stored["status"]
+            return Answer(stored["status"], stored["body"], reason, stored["headers"],
+                          outcome="duplicate", dedup=dedup)
+        wait_ms = 1000
+        if item is not None and item.get("state") == "in_progress":
+            wait_ms = max(1000, item.get("lease_until", 0) - self.now_ms)
+        seconds = -(-wait_ms // 1000)
+        reason = "in progress in another delivery, handle not called; retry in %ds" % seconds
+        return Answer(409, json.dumps({"error": "this message is being processed; retry later"}),
+                      reason, {"Retry-After": str(seconds)}, outcome="deferred",
+                      dedup="in_progress" if dedup == "duplicate" else dedup)
+
+    def answer_replay(self, used):
+        """A used token: never runs `handle`, never writes. The answer of the message the
+        token first claimed when it is complete, else 409 (a genuine QStash delivery then
+        comes back with a fresh token)."""
+        claimed = used.get("message")
+        item = self.store.get(claimed) if claimed else None
+        answer = self.answer_duplicate(item, "replay")
+        answer.reason = "token already used (replay): %s" % answer.reason
+        return answer
+
+    def complete(self, message_key, status, body, headers):
+        """Step 3 after success: the record becomes completed with the answer, if still ours.
+        Returns a note for the log when it could not be written."""
+        encoded = (body or "").encode("utf-8", "surrogatepass")
+        if len(encoded) > DEDUP_MAX_STORED_BODY:
+            body = json.dumps({"note": "the first answer's body (%d bytes) was over 64 KB and "
+                                       "is not stored" % len(encoded)})
+        answer = json.dumps({"status": status, "body": body, "headers": headers or {}})
+        failure = None
+        for attempt in range(DEDUP_COMPLETION_ATTEMPTS):
+            try:
+                self.store.update(
+                    message_key, "SET #state = :completed, answer = :answer, "
+                    "#status = :status, expires_at = :expires REMOVE lease_until",
+                    "#owner = :me AND #state = :in_progress",
+                    {":completed": "completed", ":answer": answer, ":status": status,
+                     ":expires": self.expires_at, ":me": self.owner,
+                     ":in_progress": "in_progress"},
+                    names={"#state": "state", "#status": "status", "#owner": "owner"})
+                return None
+            except ConditionFailed as failed:
+                current = failed.item or self.store.get_or_none(message_key)
+                if current and current.get("owner") == self.owner and \
+                        current.get("state") == "completed":
+                    return None  # our own write, applied before its connection broke
+                return "completion not recorded: another delivery took the message over"
+            except StoreError as exc:  # worth retrying: a lost completion means a 409 until
+                failure = exc  # the lease passes, and a duplicate after it runs again
+                time.sleep(0.05 * (attempt + 1))
+        return "completion not recorded (%s)" % failure
+
+    def release(self, message_key):
+        """Step 3 after a failure: delete the record, if still ours, so a retry runs again."""
+        try:
+            self.store.delete(message_key, "#owner = :me AND #state = :in_progress",
+                              {":me": self.owner, ":in_progress": "in_progress"},
+                              names={"#state": "state", "#owner": "owner"})
+        except ConditionFailed:
+            return "release skipped: the record is no longer ours"
+        except StoreError as exc:
+            return "release failed (%s): a retry waits for the lease" % exc
+        return None
+
+
+# DynamoDB's typed JSON, for the few types the records use.
+def _to_dynamo(value):
+    if isinstance(value, str):
+        return {"S": value}
+    return {"N": str(int(value))}
+
+
+def _from_dynamo(attribute):
+    (kind, value), = attribute.items()
+    return int(value) if kind == "N" else value
+
+
+class DynamoTable:
+    """Single-item conditional calls on one table through DynamoDB's JSON API.
+    Each returns plain values; ConditionFailed and StoreError are the failures."""
+
+    requests_made = 0  # requests sent by every instance (read by make bench)
+
+    def __init__(self, table):
+        self.table = table
+
+    def put(self, item, condition, values, names=None):
+        """PutItem if `condition` holds; returns the item it replaced, or None."""
+        answer = self.call("PutItem", {
+            "Item": {k: _to_dynamo(v) for k, v in item.items()},
+            **self._condition(condition, values, names), "ReturnValues": "ALL_OLD"})
+        return self._item(answer.get("Attributes"))
+
+    def update(self, key, update, condition, values, names=None):
+        self.call("UpdateItem", {"Key": {"id": {"S": key}}, "UpdateExpression": update,
+                                 **self._condition(condition, values, names)})
+
+    def delete(self, key, condition, values, names=None):
+        self.call("DeleteItem", {"Key": {"id": {"S": key}},
+                                 **self._condition(condition, values, names)})
+
+    def get(self, key):
+        """The item (strongly consistent read), or None."""
+        answer = self.call("GetItem", {"Key": {"id": {"S": key}}, "ConsistentRead": True})
+        return self._item(answer.get("Item"))
+
+    def get_or_none(self, key):
+        """The item, or None also when the table cannot be read (for log notes only)."""
+        try:
+            return self.get(key)
+        except StoreError:
+            return None
+
+    @staticmethod
+    def _condition(condition, values, names):
+        fields = {"ConditionExpression": condition,
+                  "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if values:
+            fields["ExpressionAttributeValues"] = {k: _to_dynamo(v) for k, v in values.items()}
+        if names:
+            fields["ExpressionAttributeNames"] = names
+        return fields
+
+    @staticmethod
+    def _item(attributes):
+        if not attributes:
+            return None
+        return {name: _from_dynamo(value) for name, value in attributes.items()}
+
+    def call(self, operation, fields):
+        """One DynamoDB call; its JSON answer. ConditionFailed or StoreError otherwise."""
+        body = json.dumps({"TableName": self.table, **fields}).encode()
+        status, answer = dynamodb_request(operation, body)
+        if status == 200:
+            return json.loads(answer)
+        error = _error_fields(answer)
+        kind = str(error.get("__type", "")).rpartition("#")[2] or "HTTP %d" % status
+        if kind == "ConditionalCheckFailedException":
+            raise ConditionFailed(self._item(error.get("Item")))
+        raise StoreError("%s %s: %s" % (operation, kind, _safe_message(kind, error)))
+
+
+def _error_fields(answer):
+    """{"__type", "message"} from an error answer: DynamoDB's JSON, or the XML that some
+    gateways in front of it answer with (<Code>, <Message>)."""
+    try:
+        error = json.loads(answer)
+    except ValueError:
+        text = answer.decode("utf-8", "replace")
+        code = text.partition("<Code>")[2].partition("</Code>")[0]
+        message = text.partition("<Message>")[2].partition("</Message>")[0]
+        return {"__type": code, "message": message}
+    return error if isinstance(error, dict) else {}
+
+
+def _safe_message(kind, error):
+    """DynamoDB's error message, unless it is about the signature or the credentials (those
+    can echo the canonical request, and with it the session token)."""
+    if any(word in kind for word in ("Signature", "Token", "Client", "Credential", "Auth")):
+        return "(message withheld: it is about the credentials)"
+    text = str(error.get("message") or error.get("Message") or "")
+    return text.splitlines()[0][:200] if text else "(no message)"
+
+
+_idle_connections = []  # kept alive between warm invocations: [(endpoint, Connection)]
+
+
+def dynamodb_request(operation, body):
+    """POST one signed JSON-API request; (HTTP status, answer bytes). A broken connection is
+    tried once more on a new one (the protocol recognises its own applied writes); a
+    timeout is not (waiting twice would be too long)."""
+    import socket  # only when deduplication is used
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    endpoint = (os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+                or "https://dynamodb.%s.amazonaws.com" % region).rstrip("/")
+    headers = sign_request(endpoint, region, operation, body, os.environ)
+    head = "POST / HTTP/1.1\r\n" + "".join("%s: %s\r\n" % item for item in headers.items())
+    message = (head + "content-length: %d\r\n\r\n" % len(body)).encode() + body
+    DynamoTable.requests_made += 1
+    for attempt in (1, 2):
+        connection = None
+        try:
+            connection = _take_connection(endpoint, socket)
+            status, answer, keep_alive = connection.exchange(message)
+        except (OSError, ValueError) as exc:
+            if connection is not None:
+                connection.close()
+            if attempt == 2 or isinstance(exc, socket.timeout):
+                raise StoreError("%s could not reach DynamoDB (%s)" % (
+                    operation, type(exc).__name__)) from None
+            continue
+        if keep_alive:
+            _idle_connections.append((endpoint, connection))
+        else:
+            connection.close()
+        return status, answer
+
+
+def _take_connection(endpoint, socket):
+    """An idle kept-alive connection to `endpoint`, or a new one."""
+    while _idle_connections:
+        idle_endpoint, connection = _idle_connections.pop()
+        if idle_endpoint == endpoint:
+            return connection
+        connection.close()
+    return Connection(endpoint, socket)
+
+
+_tls: list[Any] = []  # one ssl context per process: loading the CA certificates is the slow part
+
+
+class Connection:
+    """One HTTP/1.1 connection (TLS for https) to the DynamoDB endpoint: a request is sent
+    as one write, the answer read by its Content-Length (or chunks, or until closed)."""
+
+    def __init__(self, endpoint, socket):
+        scheme, _, host_port = endpoint.partition("://")
+        host, _, port = host_port.partition("/")[0].rpartition(":")
+        if not host or not port.isdigit():  # no port in the URL
+            host, port = host_port.partition("/")[0], "443" if scheme == "https" else "80"
+        raw = socket.create_connection((host.strip("[]"), int(port)), DEDUP_TIMEOUT)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                import ssl
+                if not _tls:
+                    _tls.append(ssl.create_default_context())
+                raw = _tls[0].wrap_socket(raw, server_hostname=host.strip("[]"))
+        except OSError:
+            raw.close()
+            raise
+        self.socket, self.reader = raw, raw.makefile("rb")
+
+    def exchange(self, message):
+        """(status, body, whether the connection stays open) for one request."""
+        self.socket.sendall(message)
+        status_line = self.reader.readline(1024)
+        version, status, _ = (status_line.decode("latin-1") + "  ").split(" ", 2)
+        if not version.startswith("HTTP/1.") or not status.isdigit():
+            raise ValueError("not an HTTP/1.x answer")
+        fields = {}
+        while True:
+            line = self.reader.readline(8192)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            fields[name.strip().lower()] = value.strip()
+        keep_alive = fields.get("connection", "").lower() != "close" and \
+            version == "HTTP/1.1"
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            body = self._chunks()
+        elif "content-length" in fields:
+            body = self._exactly(int(fields["content-length"]))
+        else:
+            body, keep_alive = self.reader.read(), False
+        return int(status), body, keep_alive
+
+    def _exactly(self, size):
+        body = self.reader.read(size)
+        if len(body) != size:
+            raise ValueError("the answer ended early")
+        return body
+
+    def _chunks(self):
+        parts: list[bytes] = []
+        while True:
+            size = int(self.reader.readline(1024).split(b";")[0], 16)
+            if size == 0:
+                while self.reader.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(parts)
+            parts.append(self._exactly(size))
+            self.reader.readline(1024)
+
+    def close(self):
+        self.reader.close()
+        self.socket.close()
+
+
+def sign_request(endpoint, region, operation, body, environ, now=None):
+    """The headers of a DynamoDB JSON-API request, signed with Signature Version 4.
+
+    Each step as AWS's "Create a signed AWS API request" page names it. StoreError when the
+    environment has no credentials. `now` (epoch seconds) pins the clock for tests.
+    """
+    access_key = environ.get("AWS_ACCESS_KEY_ID")
+    secret_key = environ.get("AWS_SECRET_ACCESS_KEY")
+    session_token = environ.get("AWS_SESSION_TOKEN")
+    if not access_key or not secret_key:
+        raise StoreError("no AWS credentials in the environment (AWS_ACCESS_KEY_ID, "
+                         "AWS_SECRET_ACCESS_KEY)")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    date = stamp[:8]
+    headers = {"content-type": DYNAMODB_CONTENT_TYPE, "host": _signed_host(endpoint),
+               "x-amz-date": stamp, "x-amz-target": DYNAMODB_TARGET + operation}
+    if session_token:
+        headers["x-amz-security-token"] = session_token
+    # Step 1, the canonical request: method, path, query (none), headers with lowercase
+    # names in sorted order (values trimmed, inner runs of spaces made one), the list of
+    # their names, and the hex SHA-256 of the body.
+    names = sorted(headers)
+    canonical_headers = "".join("%s:%s\n" % (name, " ".join(headers[name].split()))
+                                for name in names)
+    signed_headers = ";".join(names)
+    canonical_request = "\n".join(("POST", "/", "", canonical_headers, signed_headers,
+                                   hashlib.sha256(body).hexdigest()))
+    # Step 2, the string to sign: algorithm, time, scope, hash of the canonical request.
+    scope = "%s/%s/dynamodb/aws4_request" % (date, region)
+    string_to_sign = "\n".join(("AWS4-HMAC-SHA256", stamp, scope,
+                                hashlib.sha256(canonical_request.encode()).hexdigest()))
+    # Step 3, the signing key: the secret, HMAC-chained through date, region, service.
+    signing_key = _signing_key(secret_key, date, region)
+    # Step 4, the signature, and the Authorization header that carries it.
+    signature = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, " \
+        "Signature=%s" % (access_key, scope, signed_headers, signature)
+    return headers
+
+
+# (secret digest, date, region) -> signing key: one derivation per day
+_signing_keys: dict[tuple[bytes, str, str], bytes] = {}
+
+
+def _signing_key(secret_key, date, region):
+    cache_key = (hashlib.sha256(secret_key.encode()).digest(), date, region)
+    key = _signing_keys.get(cache_key)
+    if key is None:
+        key = ("AWS4" + secret_key).encode()
+        for part in (date, region, "dynamodb", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        if len(_signing_keys) > 8:
+            _signing_keys.clear()
+        _signing_keys[cache_key] = key
+    return key
+
+
+def _signed_host(endpoint):
+    """The Host header for an endpoint URL: its host, with the port unless it is the default."""
+    scheme, _, rest = endpoint.partition("://")
+    host = rest.split("/")[0]
+    default = ":443" if scheme == "https" else ":80"
+    return host[:-len(default)] if host.endswith(default) else host
+
+
 # --- 7. YOUR BUSINESS LOGIC: edit `handle`. Everything above has verified the request. ----
 
 
@@ -1269,7 +1829,7 @@ class Answer:
 
     def __init__(self, status: int, body: str, reason: str | None = None,
                  headers: dict[str, str] | None = None, outcome: str | None = None,
-                 trace: list[str] | None = None) -> None:
+                 trace: list[str] | None = None, dedup: str | None = None) -> None:
         self.status = status
         self.body = body
         self.reason = reason
@@ -1277,6 +1837,7 @@ class Answer:
         self.outcome = outcome or OUTCOMES.get(status) or ("rejected" if status < 500
                                                            else "error")
         self.trace = trace
+        self.dedup = dedup  # what the deduplication table decided (section 6c), or None
 
 
 def run_handle(message: Message) -> Answer:
@@ -1363,6 +1924,8 @@ def log_line(answer: Answer, shape: str, request: Request | None, message: Messa
     else:
         line["unverified_message_id"] = claimed_id
         line["unverified_retried"] = claimed_retried
+    if answer.dedup:
+        line["dedup"] = answer.dedup
     if answer.trace:
         line["traceback"] = answer.trace
     line["ms"] = round(milliseconds, 3)
@@ -1418,14 +1981,15 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             answer = Answer(200, '{"ok": true}', "ALB health check", outcome="health_check")
         else:
             message = authenticate(request, configuration)
-            answer = run_handle(message)
+            verified = message
+            answer = run_once(verified, context, lambda: run_handle(verified))
     except SignatureError as exc:
         answer = Answer(401, '{"error": "invalid signature"}', str(exc))
     except Reject as exc:
         answer = _answer_for_reject(exc)
     except Exception as exc:  # noqa: BLE001 - fail closed on anything else, with a response
         answer = Answer(500, '{"error": "internal error"}',
-                        "unexpected %s while verifying" % type(exc).__name__)
+                        "unexpected %s while verifying or deduplicating" % type(exc).__name__)
     milliseconds = (time.perf_counter() - started) * 1000
     line = log_line(answer, shape, request, message, milliseconds, context, cold_start)
     namespace = os.environ.get("METRICS_NAMESPACE")

@@ -477,9 +477,141 @@ def limits_section():
                1.5, figures[6_000_000] / figures[64 * 1024])
 
 
+def dedup_section(rounds=7, per_round=60):
+    """Deduplication against a local moto_server: the client-side CPU time (this process
+    only; moto runs in its own) of our DynamoDB client beside boto3 making the same calls,
+    the requests each case takes, and what importing each costs."""
+    print("Deduplication (DEDUP_TABLE) against a local moto_server: ours vs boto3, same calls")
+    moto_server = pathlib.Path(sys.executable).parent / "moto_server"
+    try:
+        import boto3
+    except ImportError:
+        print("  skipped: boto3 is not installed (make test installs it)")
+        return
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = dict(os.environ)
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="AKIABENCHDEDUP0000001",
+                      AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1",
+                      DEDUP_TABLE="bench-dedup")
+    try:
+        wait_for(port, server)
+        client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+        client.create_table(TableName="bench-dedup", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "id",
+                                                   "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        dedup_figures(client, rounds, per_round)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.terminate()
+        server.wait()
+    costs = import_costs(("boto3", "socket, ssl"), runs=9)
+    report("cold import of boto3 (what deduplication with it would add)",
+           costs["boto3"] * 1e3, "ms")
+    report("cold import of socket and ssl (what ours loads on first use)",
+           costs["socket, ssl"] * 1e3, "ms")
+
+
+class _Context:
+    aws_request_id = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 30000
+
+
+def _bench_message(message_id):
+    request = lf.Request("http", "POST", {"upstash-message-id": message_id}, b"{}", URL)
+    return lf.Message("qstash", request, claims={"jti": "jwt_" + os.urandom(9).hex()})
+
+
+def _ours(message_id):
+    """One delivery through our client: run_once as lambda_handler calls it."""
+    context = _Context()
+    context.aws_request_id = os.urandom(8).hex()
+    answer = lf.run_once(_bench_message(message_id), context,
+                         lambda: lf.Answer(200, '{"ok": true}'))
+    assert answer.status == 200, answer.reason
+
+
+def _boto3(client, message_id, new):
+    """The same calls with boto3: token record, message record, completion (or, for a
+    duplicate, the failed condition that returns the stored answer)."""
+    now = int(time.time())
+    owner = os.urandom(8).hex()
+    client.put_item(TableName="bench-dedup", Item={
+        "id": {"S": "qstash:jti:jwt_" + os.urandom(9).hex()}, "owner": {"S": owner},
+        "message": {"S": "qstash:message:" + message_id}, "expires_at": {"N": str(now + 60)}},
+        ConditionExpression="attribute_not_exists(id) OR expires_at < :now",
+        ExpressionAttributeValues={":now": {"N": str(now)}},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    try:
+        client.put_item(
+            TableName="bench-dedup", ReturnValues="ALL_OLD",
+            Item={"id": {"S": "qstash:message:" + message_id}, "state": {"S": "in_progress"},
+                  "owner": {"S": owner}, "lease_until": {"N": str(now * 1000 + 31000)},
+                  "expires_at": {"N": str(now + 60)}},
+            ConditionExpression="attribute_not_exists(id) OR expires_at < :now_s OR "
+                                "(#state = :in_progress AND lease_until < :now_ms)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":now_s": {"N": str(now)},
+                                       ":now_ms": {"N": str(now * 1000)},
+                                       ":in_progress": {"S": "in_progress"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except client.exceptions.ConditionalCheckFailedException as failed:
+        assert not new and failed.response["Item"]["state"]["S"] == "completed"
+        return
+    client.update_item(
+        TableName="bench-dedup", Key={"id": {"S": "qstash:message:" + message_id}},
+        UpdateExpression="SET #state = :completed, answer = :answer, #status = :status, "
+                         "expires_at = :expires REMOVE lease_until",
+        ConditionExpression="#owner = :me AND #state = :in_progress",
+        ExpressionAttributeNames={"#state": "state", "#status": "status", "#owner": "owner"},
+        ExpressionAttributeValues={
+            ":completed": {"S": "completed"}, ":status": {"N": "200"},
+            ":answer": {"S": '{"status": 200, "body": "{}", "headers": {}}'},
+            ":expires": {"N": str(now + 60)}, ":me": {"S": owner},
+            ":in_progress": {"S": "in_progress"}},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD")
+
+
+def dedup_figures(client, rounds, per_round):
+    """Best-of-rounds CPU per delivery, candidates interleaved; requests counted."""
+    cpu: dict[str, list[float]] = {"ours new": [], "boto3 new": [], "ours duplicate": [], "boto3 duplicate": []}
+    requests: dict[str, list[float]] = {"new": [], "duplicate": []}
+    for _ in range(rounds):
+        ids = {name: [os.urandom(8).hex() for _ in range(per_round)] for name in ("ours", "boto3")}
+        for new in (True, False):
+            case = "new" if new else "duplicate"
+            before_requests = lf.DynamoTable.requests_made
+            start = time.process_time()
+            for message_id in ids["ours"]:
+                _ours(message_id)
+            cpu["ours " + case].append((time.process_time() - start) / per_round)
+            requests[case].append((lf.DynamoTable.requests_made - before_requests) / per_round)
+            start = time.process_time()
+            for message_id in ids["boto3"]:
+                _boto3(client, message_id, new)
+            cpu["boto3 " + case].append((time.process_time() - start) / per_round)
+    for case in ("new", "duplicate"):
+        ours, boto3 = min(cpu["ours " + case]), min(cpu["boto3 " + case])
+        report(f"ours, client CPU per {case} message", ours * 1e6, "us")
+        report(f"boto3 (client made once), the same calls per {case} message", boto3 * 1e6,
+               "us")
+        report(f"ours vs boto3, {case} message", ours * 1e6, "us", 0.3, ours / boto3)
+    report("requests per new message (target 3)", max(requests["new"]), "req", 3,
+           max(requests["new"]))
+    report("requests per duplicate (target 2)", max(requests["duplicate"]), "req", 2,
+           max(requests["duplicate"]))
+
+
 # Each section prints its figures and checks its own targets; add a section here.
 SECTIONS = (qstash_section, soketi_section, limits_section, cold_start_section, serve_section,
-            runtime_section)
+            runtime_section, dedup_section)
 
 
 def main():

@@ -131,6 +131,8 @@ def create(function, role):
         "--invoked-via-function-url")
     print("created %s (%s, %s) with %s" % (function, RUNTIME, HANDLER,
                                            ", ".join(variables) or "no variables"))
+    if variables.get("DEDUP_TABLE"):
+        set_up_deduplication(variables["DEDUP_TABLE"], role)
     print("Function URL, to give QStash: %s" % url)
 
 
@@ -138,6 +140,63 @@ def deployed_variables(function):
     """The environment the function runs with now (read only)."""
     config = aws("lambda", "get-function-configuration", "--function-name", function)
     return (config.get("Environment") or {}).get("Variables") or {}
+
+
+# --- Deduplication (DEDUP_TABLE): the table and the role's permission on it ---------------
+
+DEDUP_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                 "dynamodb:DeleteItem")  # exactly the calls lambda_function.py makes
+
+
+def dedup_policy(table_arn):
+    """The inline policy the function's role needs: the four item calls, on that table only."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "WebhookDeduplication", "Effect": "Allow", "Action": list(DEDUP_ACTIONS),
+        "Resource": table_arn}]}
+
+
+def set_up_deduplication(table, role):
+    """Create the table if it is missing (on demand, key `id`, TTL on `expires_at`), then
+    give the role an inline policy for exactly the calls deduplication makes."""
+    table_arn = ensure_dedup_table(table)
+    grant_dedup_access(role, table, table_arn)
+
+
+def ensure_dedup_table(table):
+    """The table's ARN, after creating it when it does not exist yet."""
+    result = subprocess.run(["aws", "dynamodb", "describe-table", "--table-name", table,
+                             "--output", "json"], capture_output=True, text=True)
+    if result.returncode == 0:
+        print("dedup table %s exists; left as it is" % table)
+        description = json.loads(result.stdout)["Table"]
+        ttl = aws("dynamodb", "describe-time-to-live", "--table-name", table)
+        ttl_on = ttl["TimeToLiveDescription"].get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+    elif "ResourceNotFoundException" in result.stderr:
+        description = aws("dynamodb", "create-table", "--table-name", table,
+                          "--attribute-definitions", "AttributeName=id,AttributeType=S",
+                          "--key-schema", "AttributeName=id,KeyType=HASH",
+                          "--billing-mode", "PAY_PER_REQUEST")["TableDescription"]
+        if description.get("TableStatus") != "ACTIVE":  # TTL can be set once it is active
+            aws("dynamodb", "wait", "table-exists", "--table-name", table)
+        print("created dedup table %s (on demand, partition key id)" % table)
+        ttl_on = False
+    else:
+        sys.exit("aws dynamodb describe-table failed:\n%s" % result.stderr.strip())
+    if not ttl_on:
+        aws("dynamodb", "update-time-to-live", "--table-name", table,
+            "--time-to-live-specification", "Enabled=true,AttributeName=expires_at")
+        print("turned on TTL for %s on expires_at (DynamoDB deletes expired records)" % table)
+    return description["TableArn"]
+
+
+def grant_dedup_access(role, table, table_arn):
+    """Put the inline policy on the role named by the ROLE arn."""
+    role_name = role.rsplit("/", 1)[-1]
+    policy_name = "webhook-dedup-" + table
+    aws("iam", "put-role-policy", "--role-name", role_name, "--policy-name", policy_name,
+        "--policy-document", json.dumps(dedup_policy(table_arn)))
+    print("gave role %s the inline policy %s: %s on %s"
+          % (role_name, policy_name, ", ".join(DEDUP_ACTIONS), table_arn))
 
 
 def update(function):
