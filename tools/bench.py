@@ -581,7 +581,8 @@ def _boto3(client, message_id, new):
 
 def dedup_figures(client, rounds, per_round):
     """Best-of-rounds CPU per delivery, candidates interleaved; requests counted."""
-    cpu: dict[str, list[float]] = {"ours new": [], "boto3 new": [], "ours duplicate": [], "boto3 duplicate": []}
+    cpu: dict[str, list[float]] = {
+        "ours new": [], "boto3 new": [], "ours duplicate": [], "boto3 duplicate": []}
     requests: dict[str, list[float]] = {"new": [], "duplicate": []}
     for _ in range(rounds):
         ids = {name: [os.urandom(8).hex() for _ in range(per_round)] for name in ("ours", "boto3")}
