@@ -1924,8 +1924,7 @@ def log_line(answer: Answer, shape: str, request: Request | None, message: Messa
     else:
         line["unverified_message_id"] = claimed_id
         line["unverified_retried"] = claimed_retried
-    if answer.dedup:
-        line["dedup"] = answer.dedup
+    line["dedup"] = answer.dedup  # null unless DEDUP_TABLE is set
     if answer.trace:
         line["traceback"] = answer.trace
     line["ms"] = round(milliseconds, 3)
