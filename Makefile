@@ -8,7 +8,7 @@ PORT   ?= 3000
 export PORT URL SIGN_URL BODY EVENT
 
 .DEFAULT_GOAL := help
-.PHONY: help zip test bench stress clean distclean serve invoke send create deploy
+.PHONY: help zip test bench stress clean distclean serve invoke send create deploy template
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=
 
 deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deploy FUNCTION=name
 	@$(PYTHON) tools/deploy.py update "$(FUNCTION)"
+
+template: $(VENV)/.installed ## Check template.yaml offline (cfn-lint, sam validate --lint); print how to deploy it
+	@$(VPY) tools/template.py
 
 CACHES := lambda.zip .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__
 

@@ -26,7 +26,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from typing import Any, Mapping, Optional, Sequence, Union
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Union
 
 # --- 0. Limits and exceptions ------------------------------------------------------------
 
@@ -34,6 +35,7 @@ CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
 MAX_TOKEN_LENGTH = 8192  # characters of Upstash-Signature, checked before any decoding
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit, bytes
+MAX_NESTING = 500  # levels of a directly invoked payload; the rebuild recurses per level
 MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
 
 # The QStash CLI dev server signs with these published keys, and soketi's default app secret
@@ -95,7 +97,7 @@ class RetryLater(Exception):
         return "retry after %ds: %s" % (self.seconds, self.reason)
 
 
-def _retry_after_seconds(value):
+def _retry_after_seconds(value: object) -> int | None:
     """Whole seconds for Retry-After (RFC 9110: delay-seconds is digits only), rounded up so
     QStash never comes back earlier than asked, clamped to 0..RETRY_AFTER_MAX; None for
     something that is not a number (QStash then uses its default backoff)."""
@@ -122,7 +124,6 @@ QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
 SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
 REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
 DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}|arn:aws[a-z-]*:dynamodb:[^\s]+")
-METRICS_NAMESPACE_TEXT = re.compile(r"[A-Za-z0-9.\-_/#:]{1,255}")
 
 
 class Configuration:
@@ -135,7 +136,7 @@ class Configuration:
     def __init__(self) -> None:
         self.qstash_keys: dict[str, tuple[str, str]] = {}
         self.soketi_secrets: list[str] = []
-        self.soketi_key: Optional[str] = None
+        self.soketi_key: str | None = None
         self.destination_urls: list[str] = []
         self.clock_tolerance: float = CLOCK_TOLERANCE
         self.soketi_max_age: float = SOKETI_MAX_AGE
@@ -243,7 +244,7 @@ def _secret_errors(name: str, value: str, min_length: int, allow_dev_keys: bool)
     return []
 
 
-def _destination_url_problem(url: str) -> Optional[str]:
+def _destination_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -281,10 +282,9 @@ def _check_optional_features(environ: Mapping[str, str], errors: list[str]) -> N
     if ttl and not (ttl.isdigit() and 60 <= int(ttl) <= 366 * 86400):
         errors.append("DEDUP_TTL must be whole seconds from 60 to 31622400")
     namespace = environ.get("METRICS_NAMESPACE", "")
-    if namespace and (not METRICS_NAMESPACE_TEXT.fullmatch(namespace)
-                      or namespace.startswith("AWS/")):
-        errors.append("METRICS_NAMESPACE must be 1-255 of A-Z a-z 0-9 . - _ / # : "
-                      "and not start with AWS/")
+    namespace_problem = metrics_namespace_error(namespace) if namespace else None
+    if namespace_problem:
+        errors.append(namespace_problem)
 
 
 # --- 2. Event -> request: every door Lambda has, normalized once ------------------------
@@ -304,8 +304,8 @@ class Request:
     """
 
     def __init__(self, shape: str, method: str, headers: dict[str, str], body: bytes,
-                 url: Optional[str] = None,
-                 query_pairs: Optional[list[tuple[str, str]]] = None) -> None:
+                 url: str | None = None,
+                 query_pairs: list[tuple[str, str]] | None = None) -> None:
         self.shape = shape
         self.method = method
         self.headers = headers
@@ -340,7 +340,7 @@ def event_shape(event: Any) -> str:
     return "unknown"
 
 
-def read_request(event: Any, shape: Optional[str] = None) -> Request:
+def read_request(event: Any, shape: str | None = None) -> Request:
     """Normalize the event; Reject(400) naming what is wrong for anything no AWS door sends."""
     shape = shape or event_shape(event)
     if shape == "unknown":
@@ -372,7 +372,10 @@ def _read_http_event(event: dict[str, Any], shape: str) -> Request:
     method = event["httpMethod"]
     if shape == "rest":  # API Gateway REST (1.0): requestContext.path has the stage
         domain = context.get("domainName")
-        url = "https://" + domain + context["path"] if domain else None
+        stage_path = context.get("path")
+        url = None
+        if domain and stage_path:
+            url = "https://" + domain + stage_path
         return Request(shape, method, headers, body, url, _query_pairs(event))
     return Request(shape, method, headers, body)  # ALB: nothing in it says the public URL
 
@@ -422,24 +425,32 @@ def _read_soketi_invoke(event: dict[str, Any]) -> Request:
 
 
 def _json_size_at_least(value: Any) -> int:
-    """A lower bound of the JSON text's size in bytes, in one walk and without building it."""
+    """A lower bound of the JSON text's size in bytes, without building it. The walk keeps
+    one iterator per level of nesting, so it holds nothing per item."""
     size = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str:
-            size += len(item) + 2
-        elif kind is dict:
-            size += 1 + len(item)  # braces, colons and commas
-            for key in item:
-                size += len(key) + 2
-            stack.extend(item.values())
-        elif kind is list:
-            size += 1 + len(item)
-            stack.extend(item)
+    levels = [iter([value])]
+    while levels:
+        for item in levels[-1]:
+            kind = type(item)
+            if kind is str:
+                size += len(item) + 2
+            elif kind is dict:
+                size += 1 + len(item)  # braces, colons and commas
+                for key in item:
+                    size += len(key) + 2
+                levels.append(iter(item.values()))
+                break
+            elif kind is list:
+                size += 1 + len(item)
+                levels.append(iter(item))
+                break
+            else:
+                size += 1  # numbers, true, false, null
         else:
-            size += 1  # numbers, true, false, null
+            levels.pop()
+            continue
+        if len(levels) > MAX_NESTING:
+            raise Reject(400, "payload is nested deeper than %d levels" % MAX_NESTING)
     return size
 
 
@@ -465,21 +476,25 @@ def node_json(value: Any) -> bytes:
 
 
 class _NodeJsonWriter:
-    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 256
-    parts, so memory holds the output about twice, never one object per item."""
+    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 4096
+    characters (or 256 parts), so memory holds the output about twice, never one object
+    per item."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.buffered = 0  # characters in `parts`
         self.pieces: list[bytes] = []
 
     def write(self, text: str) -> None:
         self.parts.append(text)
-        if len(self.parts) >= 256:
+        self.buffered += len(text)
+        if self.buffered >= 4096 or len(self.parts) >= 256:
             self.flush()
 
     def flush(self) -> None:
         self.pieces.append(_utf8("".join(self.parts)))
         self.parts.clear()
+        self.buffered = 0
 
     def getvalue(self) -> bytes:
         self.flush()
@@ -548,7 +563,7 @@ def _utf8(text: str) -> bytes:
         return _SURROGATE.sub(_escape_lone_surrogate, text).encode()
 
 
-def _escape_lone_surrogate(match: "re.Match[str]") -> str:
+def _escape_lone_surrogate(match: re.Match[str]) -> str:
     found = match.group()
     if len(found) == 2:  # a high and a low surrogate: one character, written as itself
         return (found.encode("utf-16-le", "surrogatepass")).decode("utf-16-le")
@@ -594,7 +609,7 @@ class DestinationURL:
     decoded name/value pairs, so `?a=1&b=2&a=3`, `?flag`, `?q=a+b` and `?p=%2F` all match.
     """
 
-    def __init__(self, url: str, query_pairs: Optional[list[tuple[str, str]]] = None) -> None:
+    def __init__(self, url: str, query_pairs: list[tuple[str, str]] | None = None) -> None:
         self.url = url
         self.query_pairs = query_pairs
 
@@ -618,9 +633,9 @@ if TYPE_CHECKING:  # what `verify` and `check_claims` take as `url`
     UrlArgument = Union[None, str, DestinationURL, Sequence[Union[str, DestinationURL]]]
 
 
-def verify(jwt_token: str, signing_key: Union[str, Sequence[str]], body: Union[bytes, str, None],
+def verify(jwt_token: str, signing_key: str | Sequence[str], body: bytes | str | None,
            url: UrlArgument, *, clock_tolerance: float = CLOCK_TOLERANCE,
-           now: Optional[float] = None) -> dict[str, Any]:
+           now: float | None = None) -> dict[str, Any]:
     """Check a QStash `Upstash-Signature` token; return its claims, or raise SignatureError
     naming the failed check.
 
@@ -744,7 +759,7 @@ def _check_lifetime(claims: dict[str, Any], tolerance: float, now: float) -> Non
         raise SignatureError("claim iat is in the future (now %d)" % now)
 
 
-def _time_claim(claims: dict[str, Any], name: str) -> Optional[float]:
+def _time_claim(claims: dict[str, Any], name: str) -> float | None:
     """A time claim: None when absent, else a finite number (bool and null refused)."""
     if name not in claims:
         return None
@@ -787,8 +802,8 @@ def loggable_url(url: str) -> str:
 # --- 5. soketi and Pusher: the X-Pusher-Signature HMAC -----------------------------------
 
 
-def verify_pusher(signature: str, secret: Union[str, Sequence[str]], body: Union[bytes, str, None],
-                  *, max_age: float = SOKETI_MAX_AGE, now: Optional[float] = None
+def verify_pusher(signature: str, secret: str | Sequence[str], body: bytes | str | None,
+                  *, max_age: float = SOKETI_MAX_AGE, now: float | None = None
                   ) -> dict[str, Any]:
     """Check a soketi/Pusher webhook's `X-Pusher-Signature` (lowercase hex HMAC-SHA256 of the
     body); return the payload parsed from those signed bytes, or raise SignatureError naming
@@ -849,26 +864,26 @@ class Message:
     Delivery is at least once: set DEDUP_TABLE, or deduplicate on message_id yourself.
     """
 
-    def __init__(self, source: str, request: Request, claims: Optional[dict[str, Any]] = None,
-                 payload: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, source: str, request: Request, claims: dict[str, Any] | None = None,
+                 payload: dict[str, Any] | None = None) -> None:
         headers = request.headers
         self.source = source
         self.body: bytes = request.body
         self.claims: dict[str, Any] = claims or {}
         jti = self.claims.get("jti")
-        self.token_id: Optional[str] = jti if isinstance(jti, str) else None
+        self.token_id: str | None = jti if isinstance(jti, str) else None
         self.payload = payload
         self.events: list[Any] = payload["events"] if payload else []
         self.headers: dict[str, str] = headers
-        self.message_id: Optional[str] = headers.get("upstash-message-id")
-        self.retried: Optional[int] = _header_count(headers.get("upstash-retried"))
-        self.schedule_id: Optional[str] = headers.get("upstash-schedule-id")
-        self.region: Optional[str] = headers.get("upstash-region")
-        self.topic_name: Optional[str] = headers.get("upstash-topic-name")
-        self.caller_ip: Optional[str] = headers.get("upstash-caller-ip")
+        self.message_id: str | None = headers.get("upstash-message-id")
+        self.retried: int | None = _header_count(headers.get("upstash-retried"))
+        self.schedule_id: str | None = headers.get("upstash-schedule-id")
+        self.region: str | None = headers.get("upstash-region")
+        self.topic_name: str | None = headers.get("upstash-topic-name")
+        self.caller_ip: str | None = headers.get("upstash-caller-ip")
         is_qstash = source == "qstash"
         self.forwarded_headers: dict[str, str] = forwarded_headers(headers) if is_qstash else {}
-        self.callback: Optional[Callback] = parse_callback(headers, self.body) if is_qstash \
+        self.callback: Callback | None = parse_callback(headers, self.body) if is_qstash \
             else None
         self._json = payload
 
@@ -888,7 +903,7 @@ class Message:
         return self._json
 
 
-def _header_count(value: Optional[str]) -> Optional[int]:
+def _header_count(value: str | None) -> int | None:
     if value and len(value) < 9 and value.isascii() and value.isdigit():
         return int(value)
     return None
@@ -988,53 +1003,59 @@ def parse_callback(headers: dict[str, str], body: bytes) -> Callback | None:
     return callback
 
 
-def _callback_from(document):
+def _callback_from(document: Any) -> Callback:
     """Build a Callback from the parsed body; ValueError naming the first field that does
     not have QStash's shape. Field names and types: QStash's docs, "Callbacks"."""
     if not isinstance(document, dict):
         raise ValueError("body is not a JSON object")
-    status = _callback_integer(document, "status", None)
+    status = _callback_integer(document, "status")
     if status is None or not 0 <= status <= 999:
         raise ValueError("status is not an HTTP status")
     return Callback(
         status=status,
         header=_callback_headers(document, "header"),
         body=_callback_base64(document, "body"),
-        retried=_callback_integer(document, "retried", 0),  # left out on a first attempt
-        max_retries=_callback_integer(document, "maxRetries", 0),
-        source_message_id=_callback_text(document, "sourceMessageId", required=True),
-        url=_callback_text(document, "url", required=True),
-        method=_callback_text(document, "method", required=True),
+        retried=_callback_integer(document, "retried") or 0,  # left out on a first attempt
+        max_retries=_callback_integer(document, "maxRetries") or 0,
+        source_message_id=_callback_required_text(document, "sourceMessageId"),
+        url=_callback_required_text(document, "url"),
+        method=_callback_required_text(document, "method"),
         source_header=_callback_headers(document, "sourceHeader"),
         source_body=_callback_base64(document, "sourceBody"),
         topic_name=_callback_text(document, "topicName"),
         endpoint_name=_callback_text(document, "endpointName"),
         schedule_id=_callback_text(document, "scheduleId"),
         caller_ip=_callback_text(document, "callerIP"),
-        not_before=_callback_integer(document, "notBefore", None),
-        created_at=_callback_integer(document, "createdAt", None),
+        not_before=_callback_integer(document, "notBefore"),
+        created_at=_callback_integer(document, "createdAt"),
         dlq_id=_callback_text(document, "dlqId"),
     )
 
 
-def _callback_text(document, name, required=False):
+def _callback_required_text(document: dict[str, Any], name: str) -> str:
+    """A string field every callback carries."""
+    value = _callback_text(document, name)
+    if value is None:
+        raise ValueError(name + " is missing")
+    return value
+
+
+def _callback_text(document: dict[str, Any], name: str) -> str | None:
     """A string field; None when absent, null or empty (Go writes "" for an unset string)."""
     value = document.get(name)
     if value is None or value == "":
-        if required:
-            raise ValueError(name + " is missing")
         return None
     if not isinstance(value, str):
         raise ValueError(name + " is not a string")
     return value
 
 
-def _callback_integer(document, name, default):
+def _callback_integer(document: dict[str, Any], name: str) -> int | None:
     """An integer field. QStash's docs show the times as strings of digits ("1701198458025")
     and its SDK's docs as numbers: both are read."""
     value = document.get(name)
     if value is None or value == "":
-        return default
+        return None
     if type(value) is int:  # not bool, not float
         return value
     if isinstance(value, str) and len(value) <= 19 and value.isascii() and value.isdigit():
@@ -1042,7 +1063,7 @@ def _callback_integer(document, name, default):
     raise ValueError(name + " is not an integer")
 
 
-def _callback_headers(document, name):
+def _callback_headers(document: dict[str, Any], name: str) -> dict[str, list[str]]:
     """A header map: Go's http.Header (name -> list of values); a single string value, as
     QStash's docs show for sourceHeader, becomes a list of one. Names lowercased, as
     `message.headers`."""
@@ -1051,7 +1072,7 @@ def _callback_headers(document, name):
         return {}
     if not isinstance(value, dict):
         raise ValueError(name + " is not an object")
-    headers = {}
+    headers: dict[str, list[str]] = {}
     for header_name, values in value.items():
         if isinstance(values, str):
             values = [values]
@@ -1061,7 +1082,7 @@ def _callback_headers(document, name):
     return headers
 
 
-def _callback_base64(document, name):
+def _callback_base64(document: dict[str, Any], name: str) -> bytes:
     """A body field, base64-decoded once to the exact bytes. QStash writes Go's padded
     standard base64; it is read as JavaScript's atob reads it (WHATWG "forgiving-base64"),
     the decoder behind the official SDK's decodeBase64: ASCII whitespace ignored, one or two
@@ -1123,7 +1144,7 @@ def _authenticate_qstash(request: Request, configuration: Configuration) -> Mess
     return Message("qstash", request, claims=claims)
 
 
-def _qstash_keys_for(region: Optional[str], configuration: Configuration) -> tuple[str, str]:
+def _qstash_keys_for(region: str | None, configuration: Configuration) -> tuple[str, str]:
     """Upstash-Region picks a configured regional set, else the plain set. It is unsigned:
     it can only choose among sets the operator configured, all of them valid."""
     sets = configuration.qstash_keys
@@ -1149,8 +1170,8 @@ def _expected_destinations(request: Request,
         raise Reject(500, "QSTASH_DESTINATION_URL is not set: behind an ALB the Host header "
                      "is the caller's, so the URL QStash signed must be configured")
     if request.url is None:
-        raise Reject(400, "the event has no requestContext.domainName, so the URL QStash "
-                     "signed cannot be derived: set QSTASH_DESTINATION_URL")
+        raise Reject(400, "the event has no requestContext.domainName (or path), so the URL "
+                     "QStash signed cannot be derived: set QSTASH_DESTINATION_URL")
     return [DestinationURL(request.url, request.query_pairs)]
 
 
@@ -1182,7 +1203,62 @@ def handle(message: Message) -> Any:
     return {"ok": True, "source": message.source, "messageId": message.message_id}
 
 
-# --- 8. Answer, log line and response ----------------------------------------------------
+# --- 8. Metrics (optional: METRICS_NAMESPACE) --------------------------------------------
+# CloudWatch Embedded Metric Format: with METRICS_NAMESPACE set, the request's one JSON log line
+# also carries an `_aws` block, and CloudWatch Logs turns that line into metrics: no API call,
+# no extra line. Unset, the line has no `_aws` block and nothing is billed.
+
+METRIC_OUTCOMES = ("accepted", "duplicate", "rejected", "deferred", "dropped", "error")
+METRIC_DIMENSIONS = [["function_name"], ["function_name", "source"]]
+
+def metrics_fields(log: dict, namespace: str, function_name: str, now_ms: int) -> dict:
+    """The members to merge into the log line `log` so that CloudWatch extracts metrics from it.
+
+    `log` must hold `outcome`, `ms`, `source` and `cold_start`. Every outcome is a Count metric
+    of its own name, 1 for this request's outcome and 0 for the others: an alarm on `rejected`
+    then sees zeros while requests go well, rather than missing data, and any outcome's
+    SampleCount is the number of requests, for rates. `latency` is `ms` (Milliseconds) and
+    `cold_starts` is 1 on a cold start (Count). Each metric is published twice: per function,
+    the one to alarm on, and per function and source, to break it down.
+    """
+    fields: dict = {
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": METRIC_DIMENSIONS,
+                "Metrics": [{"Name": name, "Unit": "Count"} for name in METRIC_OUTCOMES] + [
+                    {"Name": "latency", "Unit": "Milliseconds"},
+                    {"Name": "cold_starts", "Unit": "Count"},
+                ],
+            }],
+        },
+        # A dimension's value must be a non-empty string: outside Lambda the function has no
+        # name, and a request refused before verification has no proven source.
+        "function_name": function_name or "unknown",
+        "source": log["source"] or "none",
+        "latency": log["ms"],
+        "cold_starts": 1 if log["cold_start"] else 0,
+    }
+    for name in METRIC_OUTCOMES:
+        fields[name] = 1 if log["outcome"] == name else 0
+    return fields
+
+
+def metrics_namespace_error(namespace: str) -> str | None:
+    """Why METRICS_NAMESPACE cannot name a CloudWatch namespace, or None when it can. CloudWatch
+    drops the metrics of a line whose namespace breaks its rules, silently, so check first.
+    The rules are CloudWatch's ("Namespaces" in its concepts guide)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
+    if len(namespace) > 255 or not namespace.strip() or not set(namespace) <= allowed:
+        return ("METRICS_NAMESPACE must be 1 to 255 letters, digits, spaces or . - _ / # : "
+                "characters, not all spaces")
+    if namespace.startswith("AWS/"):
+        return "METRICS_NAMESPACE must not start with AWS/ (reserved for AWS's own metrics)"
+    return None
+
+
+# --- 9. Answer, log line and response ----------------------------------------------------
 
 OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 409: "deferred",
             429: "deferred", 489: "dropped", 500: "error", 503: "deferred"}
@@ -1191,9 +1267,9 @@ OUTCOMES = {200: "accepted", 400: "rejected", 401: "rejected", 409: "deferred",
 class Answer:
     """What the function answers, and the reason it logs (never sent for a 401)."""
 
-    def __init__(self, status: int, body: str, reason: Optional[str] = None,
-                 headers: Optional[dict[str, str]] = None, outcome: Optional[str] = None,
-                 trace: Optional[list[str]] = None) -> None:
+    def __init__(self, status: int, body: str, reason: str | None = None,
+                 headers: dict[str, str] | None = None, outcome: str | None = None,
+                 trace: list[str] | None = None) -> None:
         self.status = status
         self.body = body
         self.reason = reason
@@ -1266,7 +1342,7 @@ def _user_frames(exc: BaseException) -> list[str]:
             for filename, line, name in frames][-20:]
 
 
-def log_line(answer: Answer, shape: str, request: Optional[Request], message: Optional[Message],
+def log_line(answer: Answer, shape: str, request: Request | None, message: Message | None,
              milliseconds: float, context: Any, cold_start: bool) -> dict[str, Any]:
     """The one JSON log line of a request. Header values are unsigned: on a request that was
     not verified they are logged as `unverified_*`, so nobody mistakes them for facts."""
@@ -1337,10 +1413,10 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     message = None
     try:
         request = read_request(event, shape)
-        if request.is_alb_health_check:
+        configuration = load_configuration(os.environ)
+        if request.is_alb_health_check:  # a broken configuration fails health checks too
             answer = Answer(200, '{"ok": true}', "ALB health check", outcome="health_check")
         else:
-            configuration = load_configuration(os.environ)
             message = authenticate(request, configuration)
             answer = run_handle(message)
     except SignatureError as exc:
@@ -1352,5 +1428,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
                         "unexpected %s while verifying" % type(exc).__name__)
     milliseconds = (time.perf_counter() - started) * 1000
     line = log_line(answer, shape, request, message, milliseconds, context, cold_start)
+    namespace = os.environ.get("METRICS_NAMESPACE")
+    if namespace and not metrics_namespace_error(namespace):
+        function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        line.update(metrics_fields(line, namespace, function_name, int(time.time() * 1000)))
     print(json.dumps(line, default=str), flush=True)
     return respond(shape, answer)

@@ -82,7 +82,7 @@ def test_create_then_create_again_then_deploy(aws_env, role, tmp_path):
 
     config = aws(aws_env, "lambda", "get-function", "--function-name", "webhook")["Configuration"]
     assert config["Handler"] == "lambda_function.lambda_handler"
-    assert config["Runtime"] == "python3.12" and config["Role"] == role
+    assert config["Runtime"] == "python3.14" and config["Role"] == role
     assert config["Environment"]["Variables"] == SENT
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
     printed = created.stdout + created.stderr  # names printed, never values
@@ -186,3 +186,39 @@ def test_targets_say_what_they_need():
     result = make({"PATH": BIN + os.pathsep + "/usr/bin:/bin"}, ROOT, "create", "FUNCTION=x",
                   PYTHON=sys.executable)
     assert result.returncode != 0 and "usage: make create FUNCTION=name ROLE=" in result.stderr
+
+
+# --- The README's CloudWatch alarm on the rejected count ------------------------------------
+
+def readme_alarm_command():
+    """The README's `aws cloudwatch put-metric-alarm` command, as argv."""
+    import shlex
+    readme = (ROOT / "README.md").read_text()
+    block = next(part for part in readme.split("```sh\n")[1:]
+                 if part.startswith("aws cloudwatch put-metric-alarm"))
+    return shlex.split(block.split("```")[0].replace("\\\n", " "))
+
+
+def test_readme_alarm_is_accepted_and_watches_a_metric_the_log_line_defines(
+        aws_env, monkeypatch, capsys):
+    import lambda_function
+    argv = readme_alarm_command()
+    result = subprocess.run(argv, env=aws_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    alarm_name = argv[argv.index("--alarm-name") + 1]
+    (alarm,) = aws(aws_env, "cloudwatch", "describe-alarms", "--alarm-names",
+                   alarm_name)["MetricAlarms"]
+
+    monkeypatch.setenv("METRICS_NAMESPACE", alarm["Namespace"])
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "qstash-webhook")
+    capsys.readouterr()
+    lambda_function.lambda_handler({"not": "an event"}, None)  # a rejected request
+    line = json.loads(capsys.readouterr().out)
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == alarm["Namespace"]
+    units = {metric["Name"]: metric["Unit"] for metric in directive["Metrics"]}
+    assert units.get(alarm["MetricName"]) == "Count"
+    dimensions = {item["Name"]: item["Value"] for item in alarm["Dimensions"]}
+    assert sorted(dimensions) in [sorted(keys) for keys in directive["Dimensions"]]
+    assert {name: line[name] for name in dimensions} == dimensions
+    assert line[alarm["MetricName"]] == 1 and alarm["Statistic"] == "Sum"

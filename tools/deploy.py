@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import lambda_function  # noqa: E402  (the code being deployed: its rules check the config)
 
 ZIP = ROOT / "lambda.zip"
-RUNTIME, HANDLER = "python3.12", "lambda_function.lambda_handler"
+RUNTIME, HANDLER = "python3.14", "lambda_function.lambda_handler"  # the newest tested
 # The handler's variables, sent to the function when set in your shell. Not QSTASH_URL and
 # QSTASH_TOKEN: Upstash's tools use them for its API (base URL and publishing credential),
 # and the handler needs neither.

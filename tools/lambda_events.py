@@ -45,7 +45,8 @@ def function_url(method="POST", url=DEFAULT_URL, headers=(), body=b"", cookies=N
     """Function URL / HTTP API payload 2.0: lowercased header names, repeats joined with
     commas, cookies split out, base64 for non-text content, no `body` key when empty."""
     host, path, query = _split(url)
-    joined, cookie_list = {}, list(cookies or [])
+    joined: dict[str, str] = {}
+    cookie_list = list(cookies or [])
     for name, value in _pairs(headers):
         name = name.lower()
         if name == "cookie":
@@ -84,14 +85,15 @@ def rest(method="POST", url="https://api123.execute-api.us-east-1.amazonaws.com/
     body null when empty (base64 when the API lists the type as binary)."""
     host, full_path, query = _split(url)
     path = full_path[len(stage) + 1:] if full_path.startswith(f"/{stage}/") else full_path
-    single, multi = {}, {}
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
     for name, value in _pairs(headers):
         single[name] = value
         multi.setdefault(name, []).append(value)
     single.setdefault("Host", host)
     multi.setdefault("Host", [host])
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    multi_query = {}
+    multi_query: dict[str, list[str]] = {}
     for k, v in pairs:
         multi_query.setdefault(k, []).append(v)
     text, is_b64 = _encode_body(single, body)

@@ -127,6 +127,7 @@ class HandlerFile:
         """A new module object from the file's source, compiled from source as Lambda does
         (its /var/task is read-only: no cached bytecode), so no stale .pyc can be picked up."""
         spec = importlib.util.spec_from_file_location(self.module_name, self.path)
+        assert spec is not None  # a .py path always has a spec
         module = importlib.util.module_from_spec(spec)
         code = compile(self.path.read_bytes(), str(self.path), "exec")
         sys.modules[self.module_name] = module
@@ -255,7 +256,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
     server_version = "lambda-local"
-    handler_file = None  # the HandlerFile, set by main()
+    handler_file: "HandlerFile"  # set by main() before the server starts
 
     def do_any(self):
         length = int(self.headers.get("Content-Length") or 0)

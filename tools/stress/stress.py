@@ -15,6 +15,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tools")]
 warnings.filterwarnings("ignore", message=".*HMAC key")  # PyJWT, inside the Python SDK
 import attack  # noqa: E402
 import differential  # noqa: E402
+
 from lambda_function import SignatureError, verify, verify_pusher  # noqa: E402
 
 PER_PROVIDER = int(os.environ.get("STRESS_CASES") or 100_000)
@@ -25,7 +26,9 @@ failures = []
 
 def forgery(name, make_case, mutations, check):
     rng = attack.seeded(1)
-    tried, accepted, started = collections.Counter(), collections.Counter(), time.time()
+    tried: collections.Counter[str] = collections.Counter()
+    accepted: collections.Counter[str] = collections.Counter()
+    started = time.time()
     while sum(tried.values()) < PER_PROVIDER:
         case = make_case(rng)
         for kind, variant in mutations(case, rng).items():
@@ -59,8 +62,9 @@ def differential_suite():
     started = time.time()
     cases = differential.cases(attack.seeded(7), DIFFERENTIAL)
     node = differential.node_sdk(node_sdk_dir(), cases, ROOT / "tests/node/qstash_verify.js")
-    counts = {"python": collections.Counter(), "node": collections.Counter()}
-    unexplained = collections.Counter()
+    counts: dict[str, collections.Counter[str]] = {"python": collections.Counter(),
+                                                   "node": collections.Counter()}
+    unexplained: collections.Counter[tuple] = collections.Counter()
     for case, (node_ok, node_crash) in zip(cases, node):
         we = differential.ours(case)
         py_ok, py_crash = differential.python_sdk(case)
