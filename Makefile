@@ -51,12 +51,15 @@ deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deplo
 template: $(VENV)/.installed ## Check template.yaml offline (cfn-lint, sam validate --lint); print how to deploy it
 	@$(VPY) tools/template.py
 
-clean: ## Remove lambda.zip, .venv and caches; keeps the built interpreters and peers in build/
-	rm -rf lambda.zip $(VENV) .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__
-	@echo "kept build/ (CPython 3.9 and 3.13 built from source, Pyodide, the emulator, npm peers):"
-	@echo "make distclean deletes it too"
+CACHES := lambda.zip .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__
 
-distclean: clean ## Also delete build/ and node_modules: the next make test rebuilds them (~$(REBUILD))
-	rm -rf build node_modules
-	@echo "deleted the built interpreters and test peers: the next make test downloads and builds"
-	@echo "them again, ~$(REBUILD) on two cores"
+clean: ## Remove lambda.zip, .venv and caches; keep build/ (the interpreters built from source)
+	rm -rf $(CACHES) $(VENV)
+	@echo "kept build/: CPython 3.9 and 3.13 built from source, Pyodide, the emulator, npm peers"
+	@echo "(make distclean deletes them too)"
+
+distclean: ## Remove everything make test made, build/ too (rebuilding: two CPython builds)
+	rm -rf $(CACHES) $(VENV) build node_modules
+	@echo "deleted the built interpreters and test peers in build/: the next make test downloads"
+	@echo "them again and builds CPython 3.9 and 3.13 from source, about two minutes each on an"
+	@echo "idle two-core machine (far longer on a busy one)"
