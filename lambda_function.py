@@ -2,8 +2,14 @@
 
 Deploy this one file. Every invocation takes one path, in the order of this file:
 
-    event -> read_request -> load_configuration -> authenticate -> handle -> respond
-             (section 2)     (section 1)           (sections 4-6)   (7: YOUR CODE)  (8)
+    event -> read_request -> load_configuration -> authenticate -> run_once -> handle -> respond
+             (section 2)     (section 1)           (sections 3-6)   (6c)        (7)       (8, 9)
+
+Sections: 0 limits and exceptions; 1 configuration; 2 event -> request; 3 Node's
+JSON.stringify for soketi's direct invocations; 4 the QStash token; 5 the soketi signature;
+6 Message, 6b QStash callbacks, 6c deduplication (only with DEDUP_TABLE); 7 `handle`, the one
+function you edit; 8 metrics (only with METRICS_NAMESPACE); 9 answer, log line, response and
+`lambda_handler`.
 
 Nothing reaches `handle` unless its signature, claims and body hash check out. What decides
 trust comes only from three places: fields AWS sets (`requestContext.domainName`), what a
