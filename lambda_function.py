@@ -5,8 +5,8 @@ Deploy this one file. Every invocation takes one path, in the order of this file
     event -> read_request -> load_configuration -> authenticate -> run_once -> handle -> respond
              (section 2)     (section 1)           (sections 3-6)   (6c)        (7)       (8, 9)
 
-Sections: 0 limits and exceptions; 1 configuration; 2 event -> request; 3 Node's
-JSON.stringify for soketi's direct invocations; 4 the QStash token; 5 the soketi signature;
+Sections: 0 limits and exceptions; 1 configuration; 2 event -> request; 3 the QStash token;
+4 Node's JSON.stringify, rebuilt for soketi's direct invocations; 5 the soketi signature;
 6 Message, 6b QStash callbacks, 6c deduplication (only with DEDUP_TABLE); 7 `handle`, the one
 function you edit; 8 metrics (only with METRICS_NAMESPACE); 9 answer, log line, response and
 `lambda_handler`.
@@ -422,7 +422,7 @@ def _query_pairs(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _read_soketi_invoke(event: dict[str, Any]) -> Request:
-    """soketi signed Node's JSON.stringify(payload); rebuild those bytes (section 3). The
+    """soketi signed Node's JSON.stringify(payload); rebuild those bytes (section 4). The
     size is bounded first, so no rebuild is paid for what Lambda itself would refuse."""
     payload = event["payload"]
     if _json_size_at_least(payload) > MAX_INVOKE_PAYLOAD:
@@ -461,148 +461,7 @@ def _json_size_at_least(value: Any) -> int:
     return size
 
 
-# --- 3. Node's JSON.stringify, rebuilt (soketi's direct invocations only) ----------------
-#
-# soketi signs JSON.stringify(payload) in Node, and a Lambda trigger hands us the parsed
-# payload, not those bytes. json.dumps with compact separators matches Node except for floats
-# (Node writes 1e-7, 5, 0 where Python writes 1e-07, 5.0, -0.0) and lone surrogates (Node
-# escapes them). Memory stays within about twice the output: text is encoded to bytes in
-# pieces of bounded size, and long strings are written in slices.
-
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
-_SLICE = 65536  # characters of a long string, or items of a long list, written at once
-
-
-def node_json(value: Any) -> bytes:
-    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
-    that Node wrote (so its keys are already in JavaScript's order)."""
-    writer = _NodeJsonWriter()
-    writer.write_value(value)
-    return writer.getvalue()
-
-
-class _NodeJsonWriter:
-    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 4096
-    characters (or 256 parts), so memory holds the output about twice, never one object
-    per item."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.buffered = 0  # characters in `parts`
-        self.pieces: list[bytes] = []
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-        self.buffered += len(text)
-        if self.buffered >= 4096 or len(self.parts) >= 256:
-            self.flush()
-
-    def flush(self) -> None:
-        self.pieces.append(_utf8("".join(self.parts)))
-        self.parts.clear()
-        self.buffered = 0
-
-    def getvalue(self) -> bytes:
-        self.flush()
-        return b"".join(self.pieces)
-
-    def write_value(self, value: Any) -> None:
-        kind = type(value)
-        if kind is dict:
-            self.write("{")
-            for index, (key, item) in enumerate(value.items()):
-                comma = "," if index else ""
-                self.write(comma + _COMPACT.encode(key) + ":")
-                self.write_value(item)
-            self.write("}")
-        elif kind is list:
-            self.write("[")
-            for start in range(0, len(value), 64):
-                if start:
-                    self.write(",")
-                self.write_items(value[start:start + 64])
-            self.write("]")
-        elif kind is str and len(value) > _SLICE:
-            self.write_long_string(value)
-        else:
-            self.write(_js_scalar(value))
-
-    def write_items(self, items: list[Any]) -> None:
-        """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
-        plain = all(type(item) in (str, int, bool, type(None)) for item in items)
-        if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
-            self.write(_COMPACT.encode(items)[1:-1])
-            return
-        if all(type(item) is float for item in items):
-            self.write(",".join(map(js_number, items)))
-            return
-        for index, item in enumerate(items):
-            if index:
-                self.write(",")
-            self.write_value(item)
-
-    def write_long_string(self, text: str) -> None:
-        """A long string in slices, each escaped on its own and encoded at once."""
-        self.write('"')
-        start = 0
-        while start < len(text):
-            end = start + _SLICE
-            if "\ud800" <= text[end - 1:end] <= "\udbff":
-                end += 1  # never split a surrogate pair between two slices
-            self.write(_COMPACT.encode(text[start:end])[1:-1])
-            self.flush()
-            start = end
-        self.write('"')
-
-
-def _js_scalar(value: Any) -> str:
-    if type(value) is float:
-        return js_number(value)
-    return _COMPACT.encode(value)
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of JSON text; lone surrogates become \\uXXXX escapes as Node writes them."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(_escape_lone_surrogate, text).encode()
-
-
-def _escape_lone_surrogate(match: re.Match[str]) -> str:
-    found = match.group()
-    if len(found) == 2:  # a high and a low surrogate: one character, written as itself
-        return (found.encode("utf-16-le", "surrogatepass")).decode("utf-16-le")
-    return "\\u%04x" % ord(found)
-
-
-def js_number(value: float) -> str:
-    """ECMAScript's Number::toString for a float: the shortest round-trip digits (the same
-    digits as Python's repr), positional for decimal exponents -7 < n <= 21, else d.ddde+N."""
-    text = float.__repr__(value)
-    if "e" not in text and "n" not in text:  # repr is positional for 1e-4 <= |x| < 1e16
-        if text.endswith(".0"):
-            text = text[:-2]
-        return "0" if text == "-0" else text
-    if not math.isfinite(value):
-        return "null"
-    mantissa, _, exponent_text = text.lstrip("-").partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).rstrip("0")
-    point = len(whole) + int(exponent_text or 0)  # the decimal point's position in `digits`
-    sign = "-" if value < 0 else ""
-    if len(digits) <= point <= 21:
-        return sign + digits + "0" * (point - len(digits))
-    if 0 < point <= 21:
-        return sign + digits[:point] + "." + digits[point:]
-    if -6 < point <= 0:
-        return sign + "0." + "0" * -point + digits
-    fraction_part = "." + digits[1:] if len(digits) > 1 else ""
-    return "%s%s%se%+d" % (sign, digits[0], fraction_part, point - 1)
-
-
-# --- 4. QStash: the Upstash-Signature token ----------------------------------------------
+# --- 3. QStash: the Upstash-Signature token ----------------------------------------------
 
 HS256_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}, QStash's
 
@@ -804,6 +663,147 @@ def loggable_url(url: str) -> str:
         return "(not a URL)"
     return "%s://%s%s%s%s" % (parts.scheme, host, port, parts.path,
                               "?..." if parts.query else "")
+
+
+# --- 4. Node's JSON.stringify, rebuilt: the bytes soketi signed for a direct invocation ---
+#
+# soketi signs JSON.stringify(payload) in Node, and a Lambda trigger hands us the parsed
+# payload, not those bytes. json.dumps with compact separators matches Node except for floats
+# (Node writes 1e-7, 5, 0 where Python writes 1e-07, 5.0, -0.0) and lone surrogates (Node
+# escapes them). Memory stays within about twice the output: text is encoded to bytes in
+# pieces of bounded size, and long strings are written in slices.
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+_SLICE = 65536  # characters of a long string, or items of a long list, written at once
+
+
+def node_json(value: Any) -> bytes:
+    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
+    that Node wrote (so its keys are already in JavaScript's order)."""
+    writer = _NodeJsonWriter()
+    writer.write_value(value)
+    return writer.getvalue()
+
+
+class _NodeJsonWriter:
+    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 4096
+    characters (or 256 parts), so memory holds the output about twice, never one object
+    per item."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.buffered = 0  # characters in `parts`
+        self.pieces: list[bytes] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.buffered += len(text)
+        if self.buffered >= 4096 or len(self.parts) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        self.pieces.append(_utf8("".join(self.parts)))
+        self.parts.clear()
+        self.buffered = 0
+
+    def getvalue(self) -> bytes:
+        self.flush()
+        return b"".join(self.pieces)
+
+    def write_value(self, value: Any) -> None:
+        kind = type(value)
+        if kind is dict:
+            self.write("{")
+            for index, (key, item) in enumerate(value.items()):
+                comma = "," if index else ""
+                self.write(comma + _COMPACT.encode(key) + ":")
+                self.write_value(item)
+            self.write("}")
+        elif kind is list:
+            self.write("[")
+            for start in range(0, len(value), 64):
+                if start:
+                    self.write(",")
+                self.write_items(value[start:start + 64])
+            self.write("]")
+        elif kind is str and len(value) > _SLICE:
+            self.write_long_string(value)
+        else:
+            self.write(_js_scalar(value))
+
+    def write_items(self, items: list[Any]) -> None:
+        """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
+        plain = all(type(item) in (str, int, bool, type(None)) for item in items)
+        if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
+            self.write(_COMPACT.encode(items)[1:-1])
+            return
+        if all(type(item) is float for item in items):
+            self.write(",".join(map(js_number, items)))
+            return
+        for index, item in enumerate(items):
+            if index:
+                self.write(",")
+            self.write_value(item)
+
+    def write_long_string(self, text: str) -> None:
+        """A long string in slices, each escaped on its own and encoded at once."""
+        self.write('"')
+        start = 0
+        while start < len(text):
+            end = start + _SLICE
+            if "\ud800" <= text[end - 1:end] <= "\udbff":
+                end += 1  # never split a surrogate pair between two slices
+            self.write(_COMPACT.encode(text[start:end])[1:-1])
+            self.flush()
+            start = end
+        self.write('"')
+
+
+def _js_scalar(value: Any) -> str:
+    if type(value) is float:
+        return js_number(value)
+    return _COMPACT.encode(value)
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of JSON text; lone surrogates become \\uXXXX escapes as Node writes them."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escape_lone_surrogate, text).encode()
+
+
+def _escape_lone_surrogate(match: re.Match[str]) -> str:
+    found = match.group()
+    if len(found) == 2:  # a high and a low surrogate: one character, written as itself
+        return (found.encode("utf-16-le", "surrogatepass")).decode("utf-16-le")
+    return "\\u%04x" % ord(found)
+
+
+def js_number(value: float) -> str:
+    """ECMAScript's Number::toString for a float: the shortest round-trip digits (the same
+    digits as Python's repr), positional for decimal exponents -7 < n <= 21, else d.ddde+N."""
+    text = float.__repr__(value)
+    if "e" not in text and "n" not in text:  # repr is positional for 1e-4 <= |x| < 1e16
+        if text.endswith(".0"):
+            text = text[:-2]
+        return "0" if text == "-0" else text
+    if not math.isfinite(value):
+        return "null"
+    mantissa, _, exponent_text = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).rstrip("0")
+    point = len(whole) + int(exponent_text or 0)  # the decimal point's position in `digits`
+    sign = "-" if value < 0 else ""
+    if len(digits) <= point <= 21:
+        return sign + digits + "0" * (point - len(digits))
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * -point + digits
+    fraction_part = "." + digits[1:] if len(digits) > 1 else ""
+    return "%s%s%se%+d" % (sign, digits[0], fraction_part, point - 1)
 
 
 # --- 5. soketi and Pusher: the X-Pusher-Signature HMAC -----------------------------------
