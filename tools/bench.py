@@ -9,6 +9,7 @@ into build/peers. A figure that needs a system tool which is missing (wrk, valgr
 skipped with a line saying what to install."""
 import ast
 import contextlib
+import functools
 import io
 import json
 import os
@@ -479,6 +480,44 @@ def limits_section():
                1.5, figures[6_000_000] / figures[64 * 1024])
 
 
+# Payloads that were the rebuild's worst cases (issue: one lone surrogate cost 13.8x memory,
+# a 6 MB array of floats 2.3 s): each about 6 MB of JSON, answered as a forgery would be.
+WORST_SOKETI_PAYLOADS = {
+    "one lone surrogate in a 6 MB string": lambda: ["a" * 5_900_000 + "\ud800"],
+    "6 MB array of floats": lambda: [index / 7 for index in range(310_000)],
+    "6 MB of small objects": lambda: [{"k": index / 7, "s": "x"} for index in range(190_000)],
+}
+
+
+def soketi_worst_section():
+    """The rebuild before the signature is known, on its worst payloads: peak memory against
+    the rebuilt bytes (target 3x) and time against json.dumps of the same payload (10x)."""
+    import tracemalloc
+    print("soketi direct invocation, worst cases: a forged ~6 MB payload, rebuilt then refused")
+    os.environ["SOKETI_SECRET"] = "bench-secret"
+    sink = io.StringIO()
+    for label, data in WORST_SOKETI_PAYLOADS.items():
+        payload = {"time_ms": int(time.time() * 1000), "events": [{"name": "client_event",
+                                                                  "data": data()}]}
+        event = {"payload": payload, "headers": {"X-Pusher-Signature": "0" * 64}}
+        rebuilt = len(lf.node_json(payload))
+        with contextlib.redirect_stdout(sink):
+            assert lf.lambda_handler(event, None)["statusCode"] == 401
+            tracemalloc.start()
+            lf.lambda_handler(event, None)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        with contextlib.redirect_stdout(sink):  # the handler's log lines
+            times = best({"ours": functools.partial(lf.lambda_handler, event, None),
+                          "dumps": functools.partial(json.dumps, payload, ensure_ascii=False,
+                                                     separators=(",", ":"))},
+                         rounds=3, budget=0.01)
+        report(f"{label}: peak memory (x rebuilt {rebuilt / 1e6:.1f} MB)", peak / rebuilt, "x",
+               3, peak / rebuilt)
+        report(f"{label}: time vs json.dumps", times["ours"] * 1e3, "ms", 10,
+               times["ours"] / times["dumps"])
+
+
 def dedup_section(rounds=7, per_round=60):
     """Deduplication against a local moto_server: the client-side CPU time (this process
     only; moto runs in its own) of our DynamoDB client beside boto3 making the same calls,
@@ -613,8 +652,8 @@ def dedup_figures(client, rounds, per_round):
 
 
 # Each section prints its figures and checks its own targets; add a section here.
-SECTIONS = (qstash_section, soketi_section, limits_section, cold_start_section, serve_section,
-            runtime_section, dedup_section)
+SECTIONS = (qstash_section, soketi_section, soketi_worst_section, limits_section,
+            cold_start_section, serve_section, runtime_section, dedup_section)
 
 
 def main():
