@@ -522,7 +522,10 @@ def verify(jwt_token: str, signing_key: str | Sequence[str], body: bytes | str |
     keys = (signing_key,) if isinstance(signing_key, str) else signing_key
     signed_part = (header_b64 + "." + claims_b64).encode()
     signature = _unb64url(signature_b64, "signature")
-    if not any(hmac.compare_digest(_mac(key, signed_part), signature) for key in keys):
+    for key in keys:  # current, then next: any may have signed it
+        if hmac.compare_digest(_mac(key, signed_part), signature):
+            break
+    else:
         raise SignatureError("signature does not match the signing key(s)")
     if _b64url(signature) != signature_b64.encode():  # the same MAC, spelled another way
         raise SignatureError("signature is not canonical unpadded base64url")
@@ -676,6 +679,7 @@ def loggable_url(url: str) -> str:
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 _SLICE = 65536  # characters of a long string, or items of a long list, written at once
+_SMALL = 4096  # characters of a float-free object or list encoded in one call
 
 
 def node_json(value: Any) -> bytes:
@@ -684,6 +688,34 @@ def node_json(value: Any) -> bytes:
     writer = _NodeJsonWriter()
     writer.write_value(value)
     return writer.getvalue()
+
+
+def _small_without_floats(value: Any, limit: int) -> bool:
+    """True when the value holds no float and its JSON stays under `limit` characters (a
+    rough count), so encoding it at once is exact and costs little memory. One iterator per
+    level of nesting: nothing is held per item."""
+    size = 0
+    levels = [iter([value])]
+    while levels:
+        for item in levels[-1]:
+            kind = type(item)
+            if kind is float:
+                return False
+            size += 2
+            if kind is str:
+                size += len(item)
+            elif kind is dict:
+                size += sum(map(len, item))
+                levels.append(iter(item.values()))
+            elif kind is list:
+                levels.append(iter(item))
+            if size > limit or len(levels) > MAX_NESTING:
+                return False
+            if kind is dict or kind is list:
+                break  # walk into it
+        else:
+            levels.pop()
+    return True
 
 
 class _NodeJsonWriter:
@@ -713,6 +745,11 @@ class _NodeJsonWriter:
 
     def write_value(self, value: Any) -> None:
         kind = type(value)
+        # (each member takes at least 2 characters, so a long container is never small)
+        if kind in (dict, list) and len(value) * 2 < _SMALL and \
+                _small_without_floats(value, _SMALL):
+            self.write(_COMPACT.encode(value))  # a small float-free part: one encoder call
+            return
         if kind is dict:
             self.write("{")
             for index, (key, item) in enumerate(value.items()):
