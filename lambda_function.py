@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from typing import Any, Union
 
 # --- 0. Limits and exceptions ------------------------------------------------------------
@@ -431,33 +431,40 @@ def _read_soketi_invoke(event: dict[str, Any]) -> Request:
     return Request(SOKETI_INVOKE, "INVOKE", headers, node_json(payload))
 
 
-def _json_size_at_least(value: Any) -> int:
-    """A lower bound of the JSON text's size in bytes, without building it. The walk keeps
-    one iterator per level of nesting, so it holds nothing per item."""
-    size = 0
+def _json_values(value: Any) -> Iterator[Any]:
+    """`value` and everything inside it, depth first. The walk keeps one iterator per level
+    of nesting, so it holds nothing per item; Reject(400) past MAX_NESTING levels."""
     levels = [iter([value])]
     while levels:
         for item in levels[-1]:
+            yield item
             kind = type(item)
-            if kind is str:
-                size += len(item) + 2
-            elif kind is dict:
-                size += 1 + len(item)  # braces, colons and commas
-                for key in item:
-                    size += len(key) + 2
+            if kind is dict:
                 levels.append(iter(item.values()))
                 break
-            elif kind is list:
-                size += 1 + len(item)
+            if kind is list:
                 levels.append(iter(item))
                 break
-            else:
-                size += 1  # numbers, true, false, null
         else:
             levels.pop()
             continue
         if len(levels) > MAX_NESTING:
             raise Reject(400, "payload is nested deeper than %d levels" % MAX_NESTING)
+
+
+def _json_size_at_least(value: Any) -> int:
+    """A lower bound of the JSON text's size in bytes, without building it."""
+    size = 0
+    for item in _json_values(value):
+        kind = type(item)
+        if kind is str:
+            size += len(item) + 2
+        elif kind is dict:
+            size += 1 + len(item) + sum(map(len, item)) + 2 * len(item)  # keys quoted
+        elif kind is list:
+            size += 1 + len(item)  # brackets and commas
+        else:
+            size += 1  # numbers, true, false, null
     return size
 
 
@@ -692,29 +699,19 @@ def node_json(value: Any) -> bytes:
 
 def _small_without_floats(value: Any, limit: int) -> bool:
     """True when the value holds no float and its JSON stays under `limit` characters (a
-    rough count), so encoding it at once is exact and costs little memory. One iterator per
-    level of nesting: nothing is held per item."""
+    rough count), so encoding it at once is exact and costs little memory."""
     size = 0
-    levels = [iter([value])]
-    while levels:
-        for item in levels[-1]:
-            kind = type(item)
-            if kind is float:
-                return False
-            size += 2
-            if kind is str:
-                size += len(item)
-            elif kind is dict:
-                size += sum(map(len, item))
-                levels.append(iter(item.values()))
-            elif kind is list:
-                levels.append(iter(item))
-            if size > limit or len(levels) > MAX_NESTING:
-                return False
-            if kind is dict or kind is list:
-                break  # walk into it
-        else:
-            levels.pop()
+    for item in _json_values(value):
+        kind = type(item)
+        if kind is float:
+            return False
+        size += 2
+        if kind is str:
+            size += len(item)
+        elif kind is dict:
+            size += sum(map(len, item))
+        if size > limit:
+            return False
     return True
 
 
