@@ -13,8 +13,8 @@ export PORT URL SIGN_URL BODY EVENT
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-zip: ## Build lambda.zip (lambda_function.py only; same sources, same sha256)
-	@$(PYTHON) tools/build_zip.py lambda.zip lambda_function.py
+zip: ## Build lambda.zip: your lambda_function.py and modules, the receiver (same sources, same sha256)
+	@$(PYTHON) tools/build_zip.py lambda.zip
 
 $(VENV)/.installed: requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,8 @@ deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deplo
 template: $(VENV)/.installed ## Check template.yaml offline (cfn-lint, sam validate --lint); print how to deploy it
 	@$(VPY) tools/template.py
 
-CACHES := lambda.zip .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__
+CACHES := lambda.zip .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__ \
+	signed_webhooks/__pycache__
 
 clean: ## Remove lambda.zip, .venv and caches; keep build/ (the interpreters built from source)
 	rm -rf $(CACHES) $(VENV)

@@ -16,7 +16,8 @@ import pytest
 import lambda_events as ev
 import lambda_function
 from conftest import APP_KEY, KEY, ROOT, SECRET, need
-from lambda_function import Callback, RetryLater, parse_callback
+from lambda_function import RetryLater
+from signed_webhooks.callbacks import Callback, parse_callback
 from test_shapes import DOORS, URLS, assert_valid_response
 
 T0 = 1_790_000_000

@@ -6,6 +6,7 @@ Requests to moto go through the proxy one at a time: moto's threaded server does
 conditional write atomic. The races and the soak run on dynalite, whose writes are."""
 import json
 import os
+import time
 import subprocess
 import sys
 import uuid
@@ -15,6 +16,9 @@ import pytest
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
+from signed_webhooks import dynamodb
+from signed_webhooks.config import DEDUP_TTL
+from signed_webhooks.node_json import node_json
 from conftest import KEY, NEXT, ROOT, need
 from signer import sign_pusher
 
@@ -156,7 +160,7 @@ def test_new_message_runs_handle_once_and_retries_get_the_first_answer(dedup_env
     assert dedup_env.total() == 3, dedup_env.counts  # PutItem token, PutItem message, Update
     record = dynamo.item(dedup_env.direct, "qstash:message:" + message_id)
     assert record["state"] == "completed" and record["status"] == 200
-    assert record["expires_at"] >= lf.time.time() + lf.DEDUP_TTL - 60
+    assert record["expires_at"] >= time.time() + DEDUP_TTL - 60
     for retry in range(3):  # QStash's retries: a new token each, the same message id
         dedup_env.reset()
         status, again, log = deliver(call, delivery(message_id))
@@ -215,14 +219,14 @@ def test_a_409_is_logged_as_deferred(dedup_env, effects, capsys):
 def test_after_the_lease_a_delivery_takes_over(dedup_env, nested, effects, monkeypatch):
     """The first delivery's process stops (as a Lambda timeout would): the next delivery
     past its lease runs handle; the first one's late completion is refused and logged."""
-    message_id, inner, now = new_id(), [], lf.time.time()
+    message_id, inner, now = new_id(), [], time.time()
 
     def later_delivery():  # the clock moves past the 2 s lease (1 s + 1 s margin)
-        monkeypatch.setattr(lf.time, "time", lambda: now + 2.5)
+        monkeypatch.setattr(time, "time", lambda: now + 2.5)
         effects.behaviours[message_id] = {}
         inner.append(lf.lambda_handler(delivery(message_id, now=now + 2.5), Context()))
     effects.behaviours[message_id] = {"during": later_delivery}
-    monkeypatch.setattr(lf.time, "time", lambda: now)
+    monkeypatch.setattr(time, "time", lambda: now)
     status, _, log = nested(delivery(message_id, now=now), Context(remaining_ms=1000))
     assert inner[0]["statusCode"] == 200
     assert status == 200 and "completion not recorded" in log["reason"]
@@ -232,10 +236,10 @@ def test_after_the_lease_a_delivery_takes_over(dedup_env, nested, effects, monke
 
 
 def test_a_record_past_expires_at_counts_as_absent(dedup_env, call, effects, monkeypatch):
-    message_id, now = new_id(), lf.time.time()
+    message_id, now = new_id(), time.time()
     monkeypatch.setenv("DEDUP_TTL", "3600")
     assert deliver(call, delivery(message_id))[0] == 200
-    monkeypatch.setattr(lf.time, "time", lambda: now + 3601)
+    monkeypatch.setattr(time, "time", lambda: now + 3601)
     status, _, log = deliver(call, delivery(message_id, now=now + 3601))
     assert status == 200 and log["dedup"] == "new" and effects == [message_id, message_id]
 
@@ -282,7 +286,7 @@ def test_a_replay_of_a_token_whose_handle_failed_does_not_run_it(dedup_env, call
 
 
 def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, effects):
-    body = json.dumps({"time_ms": int(lf.time.time() * 1000),
+    body = json.dumps({"time_ms": int(time.time() * 1000),
                        "events": [{"name": "channel_occupied", "channel": new_id()}]}).encode()
     headers = {"X-Pusher-Key": "k", "X-Pusher-Signature": sign_pusher("test-app-secret", body),
                "Content-Type": "application/json"}
@@ -294,7 +298,7 @@ def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, ef
     assert status == 200 and again["body"] == first["body"] and log["dedup"] == "duplicate"
     assert dedup_env.total() == duplicate_cost(dedup_env, 1)
     invoke = {"payload": json.loads(body), "headers": {
-        "X-Pusher-Signature": sign_pusher("test-app-secret", lf.node_json(json.loads(body)))}}
+        "X-Pusher-Signature": sign_pusher("test-app-secret", node_json(json.loads(body)))}}
     assert deliver(call, invoke)[0] == 200
     assert deliver(call, invoke)[2]["dedup"] == "duplicate"
     assert effects == ["soketi", "soketi"]  # the HTTP webhook once, the direct invocation once
@@ -332,8 +336,8 @@ def test_injected_store_faults_never_double_an_effect(dedup_env, call, effects, 
     retries until a 2xx, waiting what Retry-After says (on a simulated clock)."""
     faulty = dynamo.Proxy(dedup_env.direct, serialize=True, fault_rate=0.3, seed=5)
     monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.endpoint)
-    clock = [lf.time.time()]
-    monkeypatch.setattr(lf.time, "time", lambda: clock[0])
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     answers = {}
     try:
         for message_id in [new_id() for _ in range(30)]:
@@ -389,7 +393,7 @@ def test_https_endpoints_are_verified(trusted, certificate, dedup_env, call, eff
                                       monkeypatch):
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint)
-    monkeypatch.setattr(lf, "_tls", [])  # the next request builds its ssl context anew
+    monkeypatch.setattr(dynamodb, "_tls", [])  # the next request builds its ssl context anew
     if trusted:
         monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     else:

@@ -13,6 +13,8 @@ import deploy
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
+from signed_webhooks.config import DEDUP_TTL, DedupSettings
+from signed_webhooks.dynamodb import signed_headers
 from conftest import KEY, NEXT, ROOT, need
 from test_dedup import URL, Context, delivery, new_id
 
@@ -39,8 +41,10 @@ def test_our_signature_equals_botocores(region, session_token, body, endpoint, m
                "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
     if session_token:
         environ["AWS_SESSION_TOKEN"] = session_token
-    ours = lf.sign_request(endpoint, region, "PutItem", body, environ,
-                           now=when.replace(tzinfo=datetime.timezone.utc).timestamp())
+    settings = DedupSettings({**environ, "AWS_REGION": region,
+                              "AWS_ENDPOINT_URL_DYNAMODB": endpoint}, "dedup", DEDUP_TTL)
+    ours = signed_headers(settings, "PutItem", body,
+                          now=when.replace(tzinfo=datetime.timezone.utc).timestamp())
     request = AWSRequest(method="POST", url=endpoint + "/", data=body, headers={
         "Content-Type": "application/x-amz-json-1.0",
         "X-Amz-Target": "DynamoDB_20120810.PutItem"})

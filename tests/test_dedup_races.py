@@ -23,6 +23,7 @@ import dedup_handler
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
+from signed_webhooks import pipeline
 from conftest import KEY, NEXT, ROOT
 from peers import free_port, post, running
 from test_dedup import URL, Context, delivery, new_id, replay
@@ -83,7 +84,7 @@ def print_per_thread(*values, **options):
 @pytest.fixture(autouse=True)
 def per_thread_output(monkeypatch):
     """The handler's log lines kept per thread (sys.stdout is one for all threads)."""
-    monkeypatch.setattr(lf, "print", print_per_thread, raising=False)
+    monkeypatch.setattr(pipeline, "print", print_per_thread, raising=False)
 
 
 def quietly(event, context):

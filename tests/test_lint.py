@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT, need
 
-TARGETS = ["lambda_function.py", "tools"]
+TARGETS = ["lambda_function.py", "signed_webhooks", "tools"]
 
 
 def run_tool(argv):

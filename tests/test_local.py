@@ -313,6 +313,24 @@ def test_a_syntax_error_is_reported_and_serve_keeps_running(editable):
     assert status == 200 and json.loads(answer) == {"edited": True}
 
 
+def test_a_saved_change_to_a_helper_module_is_served_too(editable):
+    """handle imports a module of the user's own beside the handler's file: editing it
+    reloads the code, as a new Lambda instance would load it."""
+    helper = editable.copy.parent / "pricing.py"
+    helper.write_text("RATE = 1\n")
+    with open(editable.copy, "a") as source:
+        source.write("\nimport pricing\n\n\ndef handle(message):\n"
+                     "    return {'rate': pricing.RATE}\n")
+    assert send_to(editable) == (200, json.dumps({"rate": 1}))
+    helper.write_text("RATE = 2  # edited\n")
+    assert send_to(editable) == (200, json.dumps({"rate": 2}))
+    assert "serve: pricing.py changed: reloaded" in read_log(editable)
+    helper.write_text("RATE = (\n")
+    status, _ = send_to(editable)
+    assert status == 502
+    assert "Runtime.UserCodeSyntaxError" in read_log(editable)
+
+
 # --- make invoke and fresh sample events ---------------------------------------------------------
 
 SAMPLE_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": "sig_SampleCurrentKeyForTheEventsFolder",

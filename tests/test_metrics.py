@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 import lambda_events as ev
 import lambda_function
 from conftest import KEY, NEXT, ROOT
-from lambda_function import METRIC_OUTCOMES, NonRetryableError, metrics_fields
+from lambda_function import NonRetryableError
+from signed_webhooks.config import metrics_namespace_error
+from signed_webhooks.metrics import METRIC_OUTCOMES, metrics_fields
 from peers import build_task, lambda_runtime, post
 
 URL = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
@@ -210,7 +212,7 @@ def test_aws_library_emitting_the_same_metrics_defines_the_same_ones(
     ("Webhooks\u00e9", "1 to 255"), ("Web\nhooks", "1 to 255"), ("AWS/Lambda", "AWS/"),
 ])
 def test_metrics_namespace_rules(namespace, problem):
-    error = lambda_function.metrics_namespace_error(namespace)
+    error = metrics_namespace_error(namespace)
     assert (error is None) if problem is None else (problem in error)
     assert error is None or "METRICS_NAMESPACE" in error
 
@@ -233,7 +235,7 @@ def test_namespace_verdicts_agree_with_aws_library(namespace):
         library_accepts = True
     except InvalidNamespaceError:
         library_accepts = False
-    assert (lambda_function.metrics_namespace_error(namespace) is None) == library_accepts
+    assert (metrics_namespace_error(namespace) is None) == library_accepts
 
 
 def test_cold_start_is_the_first_request_only_in_the_real_runtime(tmp_path):

@@ -1,16 +1,19 @@
-"""What ships: lambda.zip holds lambda_function.py alone, reproducibly; the module imports
-only the standard library and parses as Python 3.9; the sample events do what README says."""
+"""What ships: lambda.zip holds lambda_function.py, the user's own modules and the receiver,
+reproducibly; the shipped code imports only the standard library and parses as Python 3.9;
+an extracted zip answers a signed request; the sample events do what README says."""
 import ast
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
+import lambda_events
 import lambda_function
-from conftest import ROOT
+from conftest import KEY, NEXT, ROOT
 from make_events import SAMPLE_QSTASH_KEYS, SAMPLE_SOKETI, SAMPLE_TIME
 
 EVENTS = sorted((ROOT / "events").glob("*.json"))
@@ -25,39 +28,71 @@ def make_zip(tmp_path, name):
     return target
 
 
-def test_make_zip_is_reproducible_and_holds_only_the_handler(tmp_path):
+def receiver_files():
+    return sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "signed_webhooks").glob(
+        "*.py"))
+
+
+def test_make_zip_is_reproducible_and_holds_the_handler_and_the_receiver(tmp_path):
     first, second = make_zip(tmp_path, "a.zip"), make_zip(tmp_path, "b.zip")
     assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(
         second.read_bytes()).digest()
     with zipfile.ZipFile(first) as archive:
-        assert archive.namelist() == ["lambda_function.py"]
-        info = archive.getinfo("lambda_function.py")
-        assert info.date_time == (1980, 1, 1, 0, 0, 0)
-        assert (info.external_attr >> 16) & 0o777 == 0o644
-        assert archive.read("lambda_function.py") == (ROOT / "lambda_function.py").read_bytes()
+        assert archive.namelist() == ["lambda_function.py", *receiver_files()]
+        for info in archive.infolist():
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert (info.external_attr >> 16) & 0o777 == 0o644
+            assert archive.read(info) == (ROOT / info.filename).read_bytes()
 
 
-def test_handler_imports_only_the_standard_library_and_parses_as_python_3_9():
-    tree = ast.parse((ROOT / "lambda_function.py").read_text(), feature_version=(3, 9))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0
-            imported.add(node.module.split(".")[0])
-    assert imported and imported <= set(sys.stdlib_module_names), imported
+def test_the_users_own_modules_ship_and_tools_tests_and_bytecode_never(tmp_path):
+    """A copy of the project with a helper module and a helper package of the user's."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "node_modules", "lambda.zip"))
+    (project / "helpers.py").write_text("VALUE = 7\n")
+    (project / "billing").mkdir()
+    (project / "billing" / "__init__.py").write_text("")
+    (project / "billing" / "rates.json").write_text("{}")
+    (project / "billing" / "__pycache__").mkdir()
+    (project / "billing" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    (project / "notes").mkdir()  # a folder that is not a package
+    (project / "notes" / "todo.py").write_text("")
+    subprocess.run([sys.executable, "tools/build_zip.py", "lambda.zip"], cwd=project,
+                   check=True, capture_output=True)
+    with zipfile.ZipFile(project / "lambda.zip") as archive:
+        names = archive.namelist()
+    assert names == ["billing/__init__.py", "billing/rates.json", "helpers.py",
+                     "lambda_function.py", *receiver_files()]
 
 
-def test_handler_imports_in_a_bare_interpreter(tmp_path):
+def test_shipped_code_imports_only_the_standard_library_and_parses_as_python_3_9():
+    local = {"signed_webhooks"}
+    for path in [ROOT / "lambda_function.py", *sorted((ROOT / "signed_webhooks").glob("*.py"))]:
+        tree = ast.parse(path.read_text(), feature_version=(3, 9))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+        assert imported <= set(sys.stdlib_module_names) | local, (path.name, imported)
+
+
+def test_an_extracted_zip_answers_a_signed_request_in_a_bare_interpreter(tmp_path):
     """No site-packages, nothing but the zip's contents on the path, as in the runtime."""
     with zipfile.ZipFile(make_zip(tmp_path, "l.zip")) as archive:
         archive.extractall(tmp_path / "task")
-    code = ("import sys; sys.path.insert(0, '.'); import lambda_function as f; "
-            "print(f.lambda_handler({}, None)['statusCode'])")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path / "task",
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines()[-1] == "400"
+    url = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
+    event = lambda_events.function_url(url=url, body=b'{"job":1}', headers=lambda_events.
+                                       qstash_headers(KEY, b'{"job":1}', url))
+    code = ("import json, sys; sys.path.insert(0, '.'); import lambda_function as f; "
+            "print(json.dumps([f.lambda_handler(json.loads(sys.argv[1]), None)['statusCode'], "
+            "f.lambda_handler({}, None)['statusCode']]))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, json.dumps(event)],
+                         cwd=tmp_path / "task", capture_output=True, text=True, check=True,
+                         env={"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT})
+    assert json.loads(out.stdout.splitlines()[-1]) == [200, 400]
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 
 import lambda_events as ev
 from conftest import APP_KEY, NEXT_SECRET, ROOT, SECRET, need
-from lambda_function import SignatureError, node_json, verify_pusher
+from lambda_function import SignatureError, verify_pusher
+from signed_webhooks.node_json import node_json
 from signer import sign_pusher
 
 TRICKY_FLOATS = [1e-7, 0.000025, 0.1, 1e21, 123456789.125, 1e-6, 0.000001, 1e20, 5.0, -0.0,

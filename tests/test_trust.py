@@ -565,10 +565,9 @@ def test_a_broken_soketi_secret_is_a_500_for_qstash_requests_too(qstash_env, mon
 # --- configuration_errors: every problem, for deploy tooling --------------------------------
 
 def configuration_errors():
-    """The new public function; a missing one fails the test that needs it."""
-    function = getattr(lambda_function, "configuration_errors", None)
-    assert callable(function), "lambda_function.configuration_errors is missing"
-    return function
+    """The public function deploy tooling calls."""
+    from signed_webhooks.config import configuration_errors
+    return configuration_errors
 
 
 def test_configuration_errors_is_empty_for_a_good_configuration():

@@ -5,7 +5,7 @@ and profile as usual; AWS_ENDPOINT_URL is honoured).
                                    invoke permissions; prints the URL to give QStash
   deploy.py update FUNCTION        new code; waits; checks CodeSha256 against lambda.zip
 
-Both refuse configuration the handler would refuse (lambda_function.configuration_errors, the
+Both refuse configuration the handler would refuse (signed_webhooks.config's rules, the
 same rules the handler answers 500 with), naming the variable and never its value: `create`
 checks the variables it would send before calling AWS at all; `update` reads the function's
 environment and checks it against the new code before changing anything.
@@ -24,7 +24,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import lambda_function  # noqa: E402  (the code being deployed: its rules check the config)
+from signed_webhooks.config import configuration_errors  # noqa: E402  (the code deployed)
 
 ZIP = ROOT / "lambda.zip"
 RUNTIME, HANDLER = "python3.14", "lambda_function.lambda_handler"  # the newest tested
@@ -73,7 +73,7 @@ def refusals(variables, dev_opt_in, where):
         problems.append("%s is set in %s: it accepts public keys and is for make serve and the "
                         "tests only; a deployed function never carries it" % (DEV_ONLY, where))
     without_opt_in = {name: value for name, value in variables.items() if name != DEV_ONLY}
-    problems += lambda_function.configuration_errors(without_opt_in)
+    problems += configuration_errors(without_opt_in)
     return problems
 
 
@@ -145,7 +145,7 @@ def deployed_variables(function):
 # --- Deduplication (DEDUP_TABLE): the table and the role's permission on it ---------------
 
 DEDUP_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                 "dynamodb:DeleteItem")  # exactly the calls lambda_function.py makes
+                 "dynamodb:DeleteItem")  # exactly the calls signed_webhooks/dynamodb.py makes
 
 
 def dedup_policy(table_arn):

@@ -11,11 +11,12 @@ What a developer sees, on stdout, is what CloudWatch Logs would show for each re
 every line the handler wrote (print() in handle, its JSON log line, anything on stderr), END
 and REPORT (with the method, path and status added; never the query string).
 
-The handler's file is watched: when it changes, the module is loaded afresh from source (as a
-new Lambda instance would load it) and serve says so on stderr. When the changed file does not
-load (a syntax error, an exception at import, the function missing), serve reports it on
-stderr and answers every request with the 502 a Function URL gives for a function that cannot
-start, until the file loads again: it never keeps running the old code silently.
+The handler's file and every module shipped beside it (your helpers, the receiver's package)
+are watched: when one changes, the code is loaded afresh from source (as a new Lambda
+instance would load it) and serve says so on stderr. When the changed code does not load (a
+syntax error, an exception at import, the function missing), serve reports it on stderr and
+answers every request with the 502 a Function URL gives for a function that cannot start,
+until it loads again: it never keeps running the old code silently.
 """
 import base64
 import contextlib
@@ -34,7 +35,11 @@ import traceback
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
+import build_zip  # noqa: E402
 import lambda_events  # noqa: E402
+
+sys.dont_write_bytecode = True  # Lambda's /var/task is read-only: code is compiled from source
+sys.pycache_prefix = str(ROOT / "build" / "serve-no-bytecode")  # and no cached .pyc is read
 
 # The QStash CLI dev server (`npx @upstash/qstash-cli dev`) signs with these public keys.
 DEV_KEYS = {"QSTASH_CURRENT_SIGNING_KEY": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
@@ -82,9 +87,10 @@ class HandlerMissing(Exception):
 
 
 class HandlerFile:
-    """The function HANDLER names, loaded from its file's source and loaded again whenever the
-    file changes. Use `current()` before each invocation; `watch()` runs it in the background
-    so a save is reported at once, even with no request coming."""
+    """The function HANDLER names, loaded from source and loaded again whenever its file, or
+    any module shipped beside it (your helpers, the receiver's package), changes. Use
+    `current()` before each invocation; `watch()` runs it in the background so a save is
+    reported at once, even with no request coming."""
 
     def __init__(self, handler_setting):
         self.module_name, _, self.function_name = handler_setting.rpartition(".")
@@ -95,24 +101,37 @@ class HandlerFile:
             sys.exit("HANDLER=%s: no Python file for module %r on the path"
                      % (handler_setting, self.module_name))
         self.path = pathlib.Path(spec.origin)
-        self.stamp, self.function, self.failure = None, None, None
-        self.loads = 0  # how many times the file was read: a reload is any after the first
+        self.stamps, self.function, self.failure = {}, None, None
+        self.loads = 0  # how many times the code was read: a reload is any after the first
+
+    def shipped_modules(self):
+        """{path: top-level module name} for the handler's file and every module that ships
+        with it: the top-level modules and packages beside it, and those of the project (the
+        receiver's package among them)."""
+        modules = {self.path: self.module_name}
+        for folder in (self.path.parent, ROOT):
+            for name in build_zip.shipped_files(folder):
+                if name.endswith(".py"):
+                    modules[folder / name] = name.split("/")[0].removesuffix(".py")
+        return modules
 
     def current(self):
-        """(function, None), or (None, LoadFailure) while the file does not load. Call it with
+        """(function, None), or (None, LoadFailure) while the code does not load. Call it with
         _one_at_a_time held: loading swaps sys.stdout."""
-        stamp = file_stamp(self.path)
-        if stamp != self.stamp or not self.loads:
-            self.stamp = stamp
-            self.load()
+        modules = self.shipped_modules()
+        stamps = {path: file_stamp(path) for path in modules}
+        if stamps != self.stamps or not self.loads:
+            changed = [path for path in stamps if self.stamps.get(path) != stamps[path]]
+            self.stamps = stamps
+            self.load(set(modules.values()), changed)
         return self.function, self.failure
 
-    def load(self):
-        """Run the file's source as a fresh module (a new instance's cold start), and report."""
+    def load(self, names, changed):
+        """Import the code afresh (a new instance's cold start), and report."""
         init_output = io.StringIO()
         try:
             with contextlib.redirect_stdout(init_output), contextlib.redirect_stderr(init_output):
-                module = self.fresh_module()
+                module = self.fresh_module(names)
             function = getattr(module, self.function_name, None)
             if not callable(function):
                 raise HandlerMissing()
@@ -121,22 +140,17 @@ class HandlerFile:
         else:
             self.function, self.failure = function, None
         self.loads += 1
-        self.report(init_output.getvalue())
+        self.report(init_output.getvalue(), changed)
 
-    def fresh_module(self):
-        """A new module object from the file's source, compiled from source as Lambda does
-        (its /var/task is read-only: no cached bytecode), so no stale .pyc can be picked up."""
-        spec = importlib.util.spec_from_file_location(self.module_name, self.path)
-        assert spec is not None  # a .py path always has a spec
-        module = importlib.util.module_from_spec(spec)
-        code = compile(self.path.read_bytes(), str(self.path), "exec")
-        sys.modules[self.module_name] = module
-        try:
-            exec(code, module.__dict__)
-        except BaseException:
-            sys.modules.pop(self.module_name, None)
-            raise
-        return module
+    def fresh_module(self, names):
+        """The handler's module imported anew, with every module in `names` (those shipped
+        with it): each compiled from source as Lambda does (its /var/task is read-only: no
+        cached bytecode), so no stale .pyc can be picked up."""
+        for loaded in list(sys.modules):
+            if loaded.split(".")[0] in names:
+                del sys.modules[loaded]
+        importlib.invalidate_caches()
+        return importlib.import_module(self.module_name)
 
     def describe(self, error):
         """The error type and message awslambdaric gives for each way a handler fails to load."""
@@ -154,8 +168,8 @@ class HandlerFile:
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         return LoadFailure(type(error).__name__, str(error), user_frames_only(trace))
 
-    def report(self, init_output):
-        """Say on stderr what happened to the file; show what it printed while loading."""
+    def report(self, init_output, changed):
+        """Say on stderr what happened to the code; show what it printed while loading."""
         name = self.path.name
         if self.failure:
             notice("%s does not load: %s: %s" % (name, self.failure.error_type,
@@ -165,7 +179,7 @@ class HandlerFile:
             notice("answering 502 (as a Function URL does for a function that cannot start) "
                    "until %s loads" % name)
         elif self.loads > 1:
-            notice("%s changed: reloaded" % name)
+            notice("%s changed: reloaded" % ", ".join(path.name for path in changed[:3]))
         for line in init_output.splitlines():  # what an INIT phase prints goes to the log
             print(line, flush=True)
 
