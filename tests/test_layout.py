@@ -171,3 +171,28 @@ def test_a_replaced_handle_is_the_one_that_runs(monkeypatch, qstash_env, call):
     headers = ev.qstash_headers(KEY, b"{}", "https://x.example/")
     response, _ = call(ev.function_url(url="https://x.example/", headers=headers, body=b"{}"))
     assert json.loads(response["body"]) == {"replaced": True}
+
+
+def test_a_traceback_from_handle_lists_every_frame_outside_the_receiver(
+        monkeypatch, qstash_env, call, tmp_path):
+    """handle calls a helper module of the user's own, which fails: the log line's traceback
+    shows handle and the helper's frames (file:line in function), none of the receiver's."""
+    import lambda_events as ev
+    (tmp_path / "billing_helper.py").write_text(
+        "def charge(amount):\n    return amount / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import billing_helper
+
+    def handle(message):
+        return billing_helper.charge(message.json["amount"])
+    monkeypatch.setattr(lambda_function, "handle", handle)
+    body = b'{"amount": 7}'
+    headers = ev.qstash_headers(KEY, body, "https://x.example/")
+    response, log = call(ev.function_url(url="https://x.example/", headers=headers, body=body))
+    assert response["statusCode"] == 500 and "ZeroDivisionError" in log["reason"]
+    frames = log["traceback"]
+    assert frames[-1] == "billing_helper.py:2 in charge", frames
+    assert any(frame.startswith("test_layout.py:") and frame.endswith(" in handle")
+               for frame in frames), frames
+    package_files = {path.name for path in PACKAGE.glob("*.py")}
+    assert not [frame for frame in frames if frame.split(":")[0] in package_files], frames
