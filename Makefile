@@ -5,10 +5,10 @@ VPY    := $(VENV)/bin/python
 
 PORT   ?= 3000
 # Read by the tools from the environment, so quotes in BODY survive: make send BODY='{"a":1}'
-export PORT URL SIGN_URL BODY EVENT
+export PORT URL SIGN_URL BODY EVENT MODULES
 
 .DEFAULT_GOAL := help
-.PHONY: help zip test bench stress clean distclean serve invoke send create deploy template
+.PHONY: help zip test bench stress mutants clean distclean serve invoke send create deploy template
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ stress: $(VENV)/.installed ## Attack suite at full size: 100k+ forgeries, differ
 	@$(VPY) -m pip install --quiet --disable-pip-version-check atheris==3.0.0 \
 		|| echo "atheris did not install here: the fuzzer will not run"
 	$(VPY) tools/stress/stress.py
+
+mutants: $(VENV)/.installed ## Mutation testing of the security-critical modules (long; MODULES=qstash,dedup)
+	$(VPY) tools/mutants.py
 
 serve: ## Local Function URL on 127.0.0.1:PORT (default 3000), running the handler as AWS does
 	@$(PYTHON) tools/serve.py

@@ -1,0 +1,62 @@
+"""The mutation tool (tools/mutants.py, `make mutants`) and the equivalent mutants it skips.
+
+`make mutants` is not part of `make test` (it takes long); these tests check that the tool
+makes every mutant it claims, that each is valid Python, and that tests/equivalent-mutants.md
+names only mutants that exist today and still survive their module's tests."""
+import ast
+
+import mutants
+from conftest import ROOT
+
+EQUIVALENT = mutants.read_equivalents()
+
+
+def test_every_mutant_of_every_module_is_valid_python_and_differs():
+    for module in mutants.TESTS:
+        source = mutants.module_path(module).read_bytes()
+        found = mutants.find_mutants(module, source)
+        assert found, module
+        names = [mutant.name for mutant in found]
+        assert len(set(names)) == len(names), module
+        for mutant in found:
+            changed = mutant.apply(source)
+            assert changed != source, mutant.describe()
+            ast.parse(changed)
+
+
+def test_the_operators_are_the_ones_named():
+    source = (b"def f(a, b):\n    if not a < 3 and b:\n        raise ValueError\n"
+              b"    return a + 1\n")
+    found = {(m.operator, m.original, m.text) for m in mutants.find_mutants("sample", source)}
+    assert ("compare", "a < 3", "(a <= 3)") in found
+    assert ("and_or", "not a < 3 and b", "(not a < 3 or b)") in found
+    assert ("drop_not", "not a < 3", "(a < 3)") in found
+    assert ("delete", "raise ValueError", "pass") in found
+    assert ("return_none", "return a + 1", "return None") in found
+    assert ("arithmetic", "a + 1", "(a - 1)") in found
+    assert {("constant", "3", "4"), ("constant", "3", "2")} <= found
+
+
+def test_each_listed_equivalent_mutant_exists_as_described():
+    for name, entry in sorted(EQUIVALENT.items()):
+        module = name.split(".")[0]
+        by_name = {mutant.name: mutant for mutant in mutants.find_mutants(module)}
+        assert name in by_name, "%s no longer exists: remove it from the list" % name
+        mutant = by_name[name]
+        change = "(`%s` -> `%s`)" % (mutants.one_line(mutant.original),
+                                      mutants.one_line(mutant.text))
+        assert change in entry, "%s is now %s: review it again" % (name, mutant.describe())
+
+
+def test_each_listed_equivalent_mutant_still_survives():
+    """Run each listed mutant against its module's tests: a killed one is not equivalent."""
+    if not EQUIVALENT:
+        return
+    worker = mutants.Worker(0, ROOT / "build" / "mutants-check")
+    killed = []
+    for name in sorted(EQUIVALENT):
+        module = name.split(".")[0]
+        mutant = {m.name: m for m in mutants.find_mutants(module)}[name]
+        if worker.try_mutant(mutant, timeout=600) != "survived":
+            killed.append(name)
+    assert not killed, "killed by the tests, so not equivalent: %s" % killed
