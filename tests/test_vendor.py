@@ -115,6 +115,7 @@ def test_the_zip_holds_exactly_the_wheels_files_for_lambdas_machine(built, wheel
     with zipfile.ZipFile(first / "lambda.zip") as archive:
         ours = {info.filename: info for info in archive.infolist()}
         contents = {name: archive.read(name) for name in ours}
+    assert list(ours) == sorted(ours, key=lambda name: name.split("/"))  # folder by folder
     expected = {}
     for wheel in wheels:
         expected.update(record_digests(wheel))
