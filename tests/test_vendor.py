@@ -17,6 +17,7 @@ import pytest
 
 import lambda_events
 from conftest import KEY, NEXT, ROOT, need
+from peers import free_port, read_log, running
 
 REQUIREMENTS = "six==1.17.0\nmarkupsafe==3.0.3\n"
 HANDLE = """
@@ -172,6 +173,19 @@ def test_make_invoke_runs_the_requirements_installed_for_this_machine(built):
     assert json.loads(response["body"])["six"] == "1.17.0"
     local = list((first / "build" / "requirements").glob("local-*/six.py"))
     assert len(local) == 1  # installed for this interpreter, beside the one for Lambda
+
+
+def test_make_serve_runs_the_requirements_installed_for_this_machine(built):
+    first = built[0]
+    keys = {"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    port = free_port()
+    with running(["make", "-s", "serve"], env={**pip_env(), **keys, "PORT": str(port)},
+                 cwd=first, port=port) as process:
+        sent = make(first, "send", "URL=http://127.0.0.1:%d/" % port, 'BODY={"job":2}', **keys)
+        log = read_log(process)
+    assert sent.returncode == 0, sent.stdout + sent.stderr + log
+    status, answer = sent.stdout.splitlines()[:2]
+    assert status == "200" and json.loads(answer) == {"six": "1.17.0", "job": {"job": 2}}
 
 
 def test_an_import_requirements_txt_does_not_install_is_refused(built, tmp_path):
