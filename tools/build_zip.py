@@ -198,9 +198,13 @@ def main() -> None:
         entries, packages, arch = prepare(ROOT)
     except BuildError as error:
         sys.exit(str(error))
-    partial = target.with_name(target.name + ".partial")
-    digest = build(partial, entries)
-    partial.replace(target)
+    partial = target.with_name(target.name + ".partial")  # lambda.zip appears whole or not
+    try:
+        digest = build(partial, entries)
+        partial.replace(target)
+    finally:
+        if partial.exists():
+            partial.unlink()
     if packages is not None:
         found = [vendor.describe(*found) for found in vendor.distributions(packages)]
         print("requirements.txt: vendored for %s %s: %s"
