@@ -16,7 +16,10 @@ are watched: when one changes, the code is loaded afresh from source (as a new L
 instance would load it) and serve says so on stderr. When the changed code does not load (a
 syntax error, an exception at import, the function missing), serve reports it on stderr and
 answers every request with the 502 a Function URL gives for a function that cannot start,
-until it loads again: it never keeps running the old code silently.
+until it loads again: it never keeps running the old code silently. The code is read first
+as make zip reads it (tools/code_check.py): what make zip would refuse is reported in make
+zip's own lines. requirements.txt, when there is one, is installed for this interpreter
+into build/requirements/ and imported from there, beside your code, as the zip holds it.
 """
 import base64
 import contextlib
