@@ -4,8 +4,9 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 
 PORT   ?= 3000
-# Read by the tools from the environment, so quotes in BODY survive: make send BODY='{"a":1}'
-export PORT URL SIGN_URL BODY EVENT MODULES
+# Read by the tools from the environment, so quotes in BODY survive: make send BODY='{"a":1}'.
+# ARCH: the function's machine, arm64 (the default) or x86_64, for make zip, create, deploy.
+export PORT URL SIGN_URL BODY EVENT ARCH MODULES
 
 .DEFAULT_GOAL := help
 .PHONY: help zip test bench stress mutants clean distclean serve invoke send create deploy template
@@ -13,7 +14,7 @@ export PORT URL SIGN_URL BODY EVENT MODULES
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-zip: ## Build lambda.zip: your lambda_function.py and modules, the receiver (same sources, same sha256)
+zip: ## Check and build lambda.zip: your code, the receiver, requirements.txt's wheels [ARCH=x86_64]
 	@$(PYTHON) tools/build_zip.py lambda.zip
 
 $(VENV)/.installed: requirements-test.txt

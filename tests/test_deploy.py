@@ -83,6 +83,7 @@ def test_create_then_create_again_then_deploy(aws_env, role, tmp_path):
     config = aws(aws_env, "lambda", "get-function", "--function-name", "webhook")["Configuration"]
     assert config["Handler"] == "lambda_function.lambda_handler"
     assert config["Runtime"] == "python3.14" and config["Role"] == role
+    assert config["Architectures"] == ["arm64"]  # make zip's ARCH, template.yaml's default
     assert config["Environment"]["Variables"] == SENT
     assert config["CodeSha256"] == zip_code_sha256(ROOT)
     printed = created.stdout + created.stderr  # names printed, never values
@@ -179,6 +180,46 @@ def test_deploy_refuses_code_that_would_refuse_the_functions_configuration(
     config = aws(aws_env, "lambda", "get-function", "--function-name", "older")["Configuration"]
     assert config["CodeSha256"] == base64.b64encode(
         hashlib.sha256(older_zip.read_bytes()).digest()).decode()  # the older code still runs
+
+
+def test_deploy_refuses_compiled_packages_built_for_another_machine(aws_env, role, tmp_path):
+    """A function on x86_64 (Lambda's default), code whose requirements.txt has compiled
+    wheels: built for arm64 (make zip's default) it is refused before anything is uploaded;
+    built with ARCH=x86_64 it deploys."""
+    older_zip = tmp_path / "older.zip"
+    with zipfile.ZipFile(older_zip, "w") as archive:
+        archive.writestr("lambda_function.py", "def lambda_handler(event, context):\n"
+                                               "    return {'statusCode': 200}\n")
+    aws(aws_env, "lambda", "create-function", "--function-name", "intel", "--runtime",
+        "python3.14", "--architectures", "x86_64", "--handler",
+        "lambda_function.lambda_handler", "--role", role, "--zip-file",
+        "fileb://%s" % older_zip, "--environment",
+        "Variables={QSTASH_CURRENT_SIGNING_KEY=%s,QSTASH_NEXT_SIGNING_KEY=%s}" % (CURRENT, NEXT))
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.zip"))
+    (copy / "requirements.txt").write_text("markupsafe==3.0.3\n")
+    pip_cache = {"PIP_CACHE_DIR": str(ROOT / "build" / "pip-cache")}
+
+    refused = make(aws_env, copy, "deploy", "FUNCTION=intel", **pip_cache)
+    if "pip could not install" in refused.stderr:
+        need(False, "PyPI is not reachable: " + refused.stderr[-400:])
+    assert refused.returncode != 0
+    assert ("refusing to deploy: lambda.zip cannot run on function intel (x86_64, python3.14):\n"
+            "  - MarkupSafe 3.0.3 (cp314, aarch64) is built for another machine or Python than "
+            "python3.14 on x86_64\n") in refused.stderr
+    assert "make deploy FUNCTION=intel ARCH=x86_64" in refused.stderr
+    config = aws(aws_env, "lambda", "get-function", "--function-name", "intel")["Configuration"]
+    assert config["CodeSha256"] == base64.b64encode(
+        hashlib.sha256(older_zip.read_bytes()).digest()).decode()  # nothing was uploaded
+
+    deployed = make(aws_env, copy, "deploy", "FUNCTION=intel", "ARCH=x86_64", **pip_cache)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "vendored for x86_64 python3.14: MarkupSafe 3.0.3 (cp314, x86_64)" in deployed.stdout
+    config = aws(aws_env, "lambda", "get-function", "--function-name", "intel")["Configuration"]
+    assert config["CodeSha256"] == zip_code_sha256(copy)
+    with zipfile.ZipFile(copy / "lambda.zip") as archive:
+        shared_object = archive.read("markupsafe/_speedups.cpython-314-x86_64-linux-gnu.so")
+    assert int.from_bytes(shared_object[18:20], "little") == 62  # ELF e_machine: x86_64
 
 
 def test_targets_say_what_they_need():

@@ -304,8 +304,9 @@ def test_a_syntax_error_is_reported_and_serve_keeps_running(editable):
     status, answer = send_to(editable)
     assert status == 502 and json.loads(answer) == {"Message": "Internal Server Error"}
     log = read_log(editable)
-    assert "serve: edited_function.py does not load: Runtime.UserCodeSyntaxError" in log
-    assert "line %d" % len(broken.splitlines()) in log
+    # make zip's line for it (tests/test_code_check.py shows they are the same), then the 502
+    assert "serve: edited_function.py:%d: SyntaxError: " % len(broken.splitlines()) in log
+    assert "serve: answering 502" in log and "Traceback" not in log
     assert invocations(editable)[-1][1].startswith("[ERROR] Runtime.UserCodeSyntaxError: ")
     assert editable.poll() is None
     editable.copy.write_text(good + EDITED_HANDLE)
@@ -328,7 +329,8 @@ def test_a_saved_change_to_a_helper_module_is_served_too(editable):
     helper.write_text("RATE = (\n")
     status, _ = send_to(editable)
     assert status == 502
-    assert "Runtime.UserCodeSyntaxError" in read_log(editable)
+    assert "serve: pricing.py:1: SyntaxError: " in read_log(editable)
+    assert invocations(editable)[-1][1].startswith("[ERROR] Runtime.UserCodeSyntaxError: ")
 
 
 # --- make invoke and fresh sample events ---------------------------------------------------------

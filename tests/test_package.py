@@ -3,6 +3,7 @@ reproducibly; the shipped code imports only the standard library and parses as P
 an extracted zip answers a signed request; the sample events do what README says."""
 import ast
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 import lambda_events
 import lambda_function
-from conftest import KEY, NEXT, ROOT
+from conftest import KEY, NEXT, ROOT, need
 from make_events import SAMPLE_QSTASH_KEYS, SAMPLE_SOKETI, SAMPLE_TIME
 
 EVENTS = sorted((ROOT / "events").glob("*.json"))
@@ -58,12 +59,31 @@ def test_the_users_own_modules_ship_and_tools_tests_and_bytecode_never(tmp_path)
     (project / "billing" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
     (project / "notes").mkdir()  # a folder that is not a package
     (project / "notes" / "todo.py").write_text("")
+    assert (project / "pyproject.toml").is_file()  # what pip builds the wheel from ...
+    (project / "dist").mkdir()  # ... and what building it can leave
+    (project / "dist" / "signed_webhooks-1.0.0-py3-none-any.whl").write_bytes(b"PK")
+    (project / "signed_webhooks.egg-info").mkdir()
+    (project / "signed_webhooks.egg-info" / "PKG-INFO").write_text("Name: signed-webhooks\n")
+    (project / "dist" / "__init__.py").write_text("")  # even looking like a package
     subprocess.run([sys.executable, "tools/build_zip.py", "lambda.zip"], cwd=project,
                    check=True, capture_output=True)
     with zipfile.ZipFile(project / "lambda.zip") as archive:
         names = archive.namelist()
     assert names == ["billing/__init__.py", "billing/rates.json", "helpers.py",
                      "lambda_function.py", *receiver_files()]
+
+
+def test_the_functions_python_and_machine_are_one_setting_with_template_yaml():
+    """make zip, make create and the template build for, and deploy on, the same runtime
+    and the same default machine."""
+    import build_zip
+    import template as sam_template
+    need(importlib.util.find_spec("cfnlint"), "cfn-lint is not installed (make test does)")
+    template = sam_template.load()
+    assert template["Globals"]["Function"]["Runtime"] == build_zip.RUNTIME
+    architecture = template["Parameters"]["Architecture"]
+    assert architecture["Default"] == build_zip.DEFAULT_ARCH
+    assert sorted(architecture["AllowedValues"]) == sorted(build_zip.ARCHITECTURES)
 
 
 def test_shipped_code_imports_only_the_standard_library_and_parses_as_python_3_9():

@@ -9,6 +9,12 @@ Both refuse configuration the handler would refuse (signed_webhooks.config's rul
 same rules the handler answers 500 with), naming the variable and never its value: `create`
 checks the variables it would send before calling AWS at all; `update` reads the function's
 environment and checks it against the new code before changing anything.
+
+The function's Python and machine are make zip's (tools/build_zip.py: RUNTIME, and ARCH,
+default arm64, which `create` passes as --architectures). Both refuse, before changing
+anything, a lambda.zip holding a compiled package from requirements.txt that cannot run
+there: built for the other machine or another Python than the function's (its own, for
+`update`).
 """
 import base64
 import hashlib
@@ -20,6 +26,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
+
+import build_zip  # the function's Python and machine: one setting with make zip's
+import vendor
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -27,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from signed_webhooks.config import configuration_errors  # noqa: E402  (the code deployed)
 
 ZIP = ROOT / "lambda.zip"
-RUNTIME, HANDLER = "python3.14", "lambda_function.lambda_handler"  # the newest tested
+RUNTIME = build_zip.RUNTIME  # the newest tested
+HANDLER = "lambda_function.lambda_handler"
 # The handler's variables, sent to the function when set in your shell. Not QSTASH_URL and
 # QSTASH_TOKEN: Upstash's tools use them for its API (base URL and publishing credential),
 # and the handler needs neither.
@@ -55,6 +66,40 @@ def aws(*args):
 
 def code_sha256():
     return base64.b64encode(hashlib.sha256(ZIP.read_bytes()).digest()).decode()
+
+
+# --- The zip against the function: compiled packages run on one machine and Python only ---
+
+def zip_mismatches(arch, runtime):
+    """Each package in lambda.zip (from requirements.txt) that cannot run on a function on
+    `arch` with `runtime`, one line each; stops when there is no lambda.zip."""
+    if not ZIP.is_file():
+        sys.exit("there is no lambda.zip: make zip builds it (make create and make deploy "
+                 "run it first)")
+    machine = build_zip.ARCHITECTURES.get(arch, arch)
+    python = runtime.removeprefix("python")
+    with zipfile.ZipFile(ZIP) as archive:
+        found = vendor.distributions_in_zip(archive)
+    return ["%s is built for another machine or Python than %s on %s"
+            % (vendor.describe(name, version, tags), runtime, arch)
+            for name, version, tags in found if not vendor.runs_on(tags, machine, python)]
+
+
+def refuse_mismatched_zip(arch, runtime, whose, fix):
+    """Stop before AWS is called when lambda.zip's compiled packages cannot run there."""
+    mismatches = zip_mismatches(arch, runtime)
+    if mismatches:
+        sys.exit("refusing to deploy: lambda.zip cannot run on %s (%s, %s):\n%s\n%s"
+                 % (whose, arch, runtime, "\n".join("  - " + line for line in mismatches),
+                    fix))
+
+
+def architecture():
+    """ARCH (make create ARCH=x86_64), as make zip reads it."""
+    try:
+        return build_zip.architecture()
+    except build_zip.BuildError as error:
+        sys.exit(str(error))
 
 
 def configuration():
@@ -93,14 +138,14 @@ def warn_about_unforwarded():
               file=sys.stderr)
 
 
-def create_function(function, role, variables):
+def create_function(function, role, variables, arch):
     """aws lambda create-function; a function of that name already existing is a clear stop."""
     with tempfile.NamedTemporaryFile("w", suffix=".json") as env_file:
         json.dump({"Variables": variables}, env_file)
         env_file.flush()
         result = run_aws("lambda", "create-function", "--function-name", function,
-                         "--runtime", RUNTIME, "--handler", HANDLER, "--role", role,
-                         "--zip-file", "fileb://%s" % ZIP, "--timeout", "30",
+                         "--runtime", RUNTIME, "--architectures", arch, "--handler", HANDLER,
+                         "--role", role, "--zip-file", "fileb://%s" % ZIP, "--timeout", "30",
                          "--environment", "file://" + env_file.name)
     if result.returncode == 0:
         return
@@ -117,8 +162,11 @@ def create(function, role):
     refuse_if_misconfigured(variables, bool(os.environ.get(DEV_ONLY)), "your shell",
                             "Set or unset them, then run make create again.")
     warn_about_unforwarded()
+    arch = architecture()
+    refuse_mismatched_zip(arch, RUNTIME, "the function make create makes",
+                          "Build it for that machine: make create ARCH=%s ..." % arch)
     ensure_aws_cli()
-    create_function(function, role, variables)
+    create_function(function, role, variables, arch)
     aws("lambda", "wait", "function-active-v2", "--function-name", function)
     url = aws("lambda", "create-function-url-config", "--function-name", function,
               "--auth-type", "NONE")["FunctionUrl"]
@@ -129,16 +177,20 @@ def create(function, role):
     aws("lambda", "add-permission", "--function-name", function, "--statement-id",
         "FunctionURLAllowInvokeAction", "--action", "lambda:InvokeFunction", "--principal", "*",
         "--invoked-via-function-url")
-    print("created %s (%s, %s) with %s" % (function, RUNTIME, HANDLER,
-                                           ", ".join(variables) or "no variables"))
+    print("created %s (%s, %s, %s) with %s" % (function, RUNTIME, arch, HANDLER,
+                                               ", ".join(variables) or "no variables"))
     if variables.get("DEDUP_TABLE"):
         set_up_deduplication(variables["DEDUP_TABLE"], role)
     print("Function URL, to give QStash: %s" % url)
 
 
-def deployed_variables(function):
-    """The environment the function runs with now (read only)."""
-    config = aws("lambda", "get-function-configuration", "--function-name", function)
+def deployed_configuration(function):
+    """The function's configuration now (read only)."""
+    return aws("lambda", "get-function-configuration", "--function-name", function)
+
+
+def deployed_variables(config):
+    """The environment the function runs with, from its configuration."""
     return (config.get("Environment") or {}).get("Variables") or {}
 
 
@@ -201,11 +253,19 @@ def grant_dedup_access(role, table, table_arn):
 
 def update(function):
     ensure_aws_cli()
-    variables = deployed_variables(function)
+    config = deployed_configuration(function)
+    variables = deployed_variables(config)
     refuse_if_misconfigured(
         variables, bool(variables.get(DEV_ONLY)), "function %s" % function,
         "Fix them first: aws lambda update-function-configuration --function-name %s "
         "--environment 'Variables={NAME=value,...}'" % function)
+    arch = (config.get("Architectures") or ["x86_64"])[0]  # Lambda's default: x86_64
+    runtime = config.get("Runtime") or RUNTIME
+    refuse_mismatched_zip(
+        arch, runtime, "function %s" % function,
+        "Build it for the function's machine (make deploy FUNCTION=%s ARCH=%s); make zip "
+        "builds for %s: aws lambda update-function-configuration --function-name %s "
+        "--runtime %s moves the function to it" % (function, arch, RUNTIME, function, RUNTIME))
     expected = code_sha256()
     aws("lambda", "update-function-code", "--function-name", function,
         "--zip-file", "fileb://%s" % ZIP)

@@ -16,7 +16,10 @@ are watched: when one changes, the code is loaded afresh from source (as a new L
 instance would load it) and serve says so on stderr. When the changed code does not load (a
 syntax error, an exception at import, the function missing), serve reports it on stderr and
 answers every request with the 502 a Function URL gives for a function that cannot start,
-until it loads again: it never keeps running the old code silently.
+until it loads again: it never keeps running the old code silently. The code is read first
+as make zip reads it (tools/code_check.py): what make zip would refuse is reported in make
+zip's own lines. requirements.txt, when there is one, is installed for this interpreter
+into build/requirements/ and imported from there, beside your code, as the zip holds it.
 """
 import base64
 import contextlib
@@ -33,10 +36,12 @@ import time
 import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+sys.path.insert(0, str(ROOT / "tools"))
 
-import build_zip  # noqa: E402
+import build_zip  # noqa: E402  (before your code's folder is on the path: never one of yours)
 import lambda_events  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
 
 sys.dont_write_bytecode = True  # Lambda's /var/task is read-only: code is compiled from source
 sys.pycache_prefix = str(ROOT / "build" / "serve-no-bytecode")  # and no cached .pyc is read
@@ -72,10 +77,12 @@ def file_stamp(path):
 
 
 class LoadFailure:
-    """Why the handler cannot run, named as Lambda's Python runtime names it."""
+    """Why the handler cannot run, named as Lambda's Python runtime names it. `lines`: make
+    zip's own lines for it, when its checks found it."""
 
-    def __init__(self, error_type, message, trace=""):
+    def __init__(self, error_type, message, trace="", lines=()):
         self.error_type, self.message, self.trace = error_type, message, trace
+        self.lines = list(lines)
 
     def log_lines(self):
         """The [ERROR] record CloudWatch shows for a function that cannot start."""
@@ -84,6 +91,15 @@ class LoadFailure:
 
 class HandlerMissing(Exception):
     """The module loaded, but has no callable of the handler's name."""
+
+
+class RefusedByChecks(Exception):
+    """make zip would refuse the code (tools/code_check.py), or requirements.txt does not
+    install: make zip's lines, and what Lambda would log."""
+
+    def __init__(self, lines, error_type, message):
+        super().__init__(message)
+        self.lines, self.error_type, self.message = lines, error_type, message
 
 
 class HandlerFile:
@@ -103,6 +119,7 @@ class HandlerFile:
         self.path = pathlib.Path(spec.origin)
         self.stamps, self.function, self.failure = {}, None, None
         self.loads = 0  # how many times the code was read: a reload is any after the first
+        self.packages = None  # where requirements.txt is installed for this interpreter
 
     def shipped_modules(self):
         """{path: top-level module name} for the handler's file and every module that ships
@@ -119,7 +136,8 @@ class HandlerFile:
         """(function, None), or (None, LoadFailure) while the code does not load. Call it with
         _one_at_a_time held: loading swaps sys.stdout."""
         modules = self.shipped_modules()
-        stamps = {path: file_stamp(path) for path in modules}
+        watched = [*modules, ROOT / "requirements.txt"]
+        stamps = {path: file_stamp(path) for path in watched}
         if stamps != self.stamps or not self.loads:
             changed = [path for path in stamps if self.stamps.get(path) != stamps[path]]
             self.stamps = stamps
@@ -130,6 +148,7 @@ class HandlerFile:
         """Import the code afresh (a new instance's cold start), and report."""
         init_output = io.StringIO()
         try:
+            names = names | self.check()
             with contextlib.redirect_stdout(init_output), contextlib.redirect_stderr(init_output):
                 module = self.fresh_module(names)
             function = getattr(module, self.function_name, None)
@@ -141,6 +160,29 @@ class HandlerFile:
             self.function, self.failure = function, None
         self.loads += 1
         self.report(init_output.getvalue(), changed)
+
+    def check(self):
+        """What make zip checks, before the code is imported: requirements.txt installed for
+        this interpreter and put beside your code on the path (as the zip holds it), then
+        tools/code_check.py. Raises RefusedByChecks; returns the installed packages' module
+        names, to be imported afresh too."""
+        try:
+            packages = build_zip.local_packages(ROOT, announce=notice)
+        except build_zip.BuildError as error:
+            raise RefusedByChecks(str(error).splitlines(), "Runtime.ImportModuleError",
+                                  "Unable to import module '%s': requirements.txt did not "
+                                  "install" % self.module_name) from None
+        if packages != self.packages:
+            if self.packages is not None:
+                sys.path.remove(str(self.packages))
+            if packages is not None:
+                sys.path.insert(1, str(packages))  # after your code's folder, as in the zip
+            self.packages = packages
+        problems = build_zip.code_problems(ROOT, packages, self.path, self.module_name)
+        if problems:
+            raise RefusedByChecks([str(problem) for problem in problems],
+                                  problems[0].error_type, problems[0].lambda_says)
+        return build_zip.vendor.top_level_names(packages) if packages else set()
 
     def fresh_module(self, names):
         """The handler's module imported anew, with every module in `names` (those shipped
@@ -155,6 +197,8 @@ class HandlerFile:
     def describe(self, error):
         """The error type and message awslambdaric gives for each way a handler fails to load."""
         module, name = self.module_name, self.function_name
+        if isinstance(error, RefusedByChecks):
+            return LoadFailure(error.error_type, error.message, lines=error.lines)
         if isinstance(error, SyntaxError):
             trace = "".join(traceback.format_exception_only(type(error), error))
             return LoadFailure("Runtime.UserCodeSyntaxError",
@@ -171,11 +215,15 @@ class HandlerFile:
     def report(self, init_output, changed):
         """Say on stderr what happened to the code; show what it printed while loading."""
         name = self.path.name
-        if self.failure:
+        if self.failure and self.failure.lines:  # make zip's own lines
+            for line in self.failure.lines:
+                notice(line)
+        elif self.failure:
             notice("%s does not load: %s: %s" % (name, self.failure.error_type,
                                                  self.failure.message))
             for line in self.failure.trace.splitlines():
                 notice("  " + line)
+        if self.failure:
             notice("answering 502 (as a Function URL does for a function that cannot start) "
                    "until %s loads" % name)
         elif self.loads > 1:
