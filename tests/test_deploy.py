@@ -156,6 +156,8 @@ def test_create_refuses_what_the_handler_would_refuse_before_calling_aws(aws_env
         printed = result.stdout + result.stderr
         assert result.returncode != 0, case
         assert "refusing to deploy" in result.stderr and named in result.stderr, (case, printed)
+        # advice make create then accepts: never the opt-in it refuses
+        assert "ALLOW_PUBLIC_DEV_KEYS=1" not in printed, (case, printed)
         assert not any(value in printed for value in variables.values() if len(value) > 8), case
     assert "refused" not in function_names(aws_env)  # AWS never got as far as creating it
 
