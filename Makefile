@@ -48,8 +48,9 @@ create: zip ## First deploy (needs the AWS CLI): make create FUNCTION=name ROLE=
 deploy: zip ## Update the code (needs the AWS CLI), check CodeSha256: make deploy FUNCTION=name
 	@$(PYTHON) tools/deploy.py update "$(FUNCTION)"
 
-template: $(VENV)/.installed ## Check template.yaml offline (cfn-lint, sam validate --lint); print how to deploy it
-	@$(VPY) tools/template.py
+# Needs only $(PYTHON) (3.10+): it installs the SAM CLI and cfn-lint into build/sam-venv, not .venv.
+template: ## Check template.yaml offline (cfn-lint, sam validate --lint); print the sam deploy command
+	@$(PYTHON) tools/template.py
 
 CACHES := lambda.zip .pytest_cache .hypothesis tests/__pycache__ tools/__pycache__ __pycache__ \
 	signed_webhooks/__pycache__
