@@ -31,7 +31,7 @@ $(BUILD_TMP):
 
 $(VENV)/.installed: requirements-test.txt | $(BUILD_TMP)
 	@echo "installing the pinned test packages (requirements-test.txt) into $(VENV): once, about"
-	@echo "600 MB, usually two to five minutes"
+	@echo "600 MB, usually two to four minutes"
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	@touch $@
