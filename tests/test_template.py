@@ -219,6 +219,25 @@ def recorded_calls(recording, action):
     return calls
 
 
+def change_set_parameters(call):
+    """{ParameterKey: ParameterValue} of a recorded CreateChangeSet (an empty value is sent
+    as a key with no value field)."""
+    parameters = {}
+    number = 1
+    while "Parameters.member.%d.ParameterKey" % number in call:
+        key = call["Parameters.member.%d.ParameterKey" % number]
+        parameters[key] = call.get("Parameters.member.%d.ParameterValue" % number, "")
+        number += 1
+    return parameters
+
+
+def bucket_contents(s3, bucket):
+    """{key: bytes} of every object in an S3 bucket."""
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            for item in listed}
+
+
 def test_the_printed_sam_deploy_runs_as_printed(made_template, tmp_path):
     """The printed lines, run by bash as they are, in the copy, with the same shell, against
     moto_server on loopback (recording every call it gets). The pinned SAM CLI parses every
@@ -265,10 +284,10 @@ def test_the_printed_sam_deploy_runs_as_printed(made_template, tmp_path):
                              capture_output=True, text=True, timeout=300)
         urllib.request.urlopen(urllib.request.Request(
             endpoint + "/moto-api/recorder/stop-recording", method="POST"), timeout=10)
-        bucket = clients["cloudformation"].describe_stacks(
-            StackName="aws-sam-cli-managed-default")["Stacks"][0]["Outputs"][0]["OutputValue"]
-        stored = {item["Key"]: clients["s3"].get_object(Bucket=bucket, Key=item["Key"])[
-            "Body"].read() for item in clients["s3"].list_objects_v2(Bucket=bucket).get("Contents", [])}
+        [managed] = clients["cloudformation"].describe_stacks(
+            StackName="aws-sam-cli-managed-default")["Stacks"]
+        bucket = managed["Outputs"][0]["OutputValue"]
+        stored = bucket_contents(clients["s3"], bucket)
     output = ran.stdout + ran.stderr
     assert ran.returncode != 0 and "NoSuchBucket" in output, output  # moto's limit, above
     [change_set] = recorded_calls(recording, "CreateChangeSet")
@@ -276,18 +295,15 @@ def test_the_printed_sam_deploy_runs_as_printed(made_template, tmp_path):
     assert change_set["ChangeSetType"] == "CREATE"
     assert [value for name, value in change_set.items()
             if name.startswith("Capabilities.")] == ["CAPABILITY_IAM"]
-    sent = {change_set["Parameters.member.%d.ParameterKey" % n]:
-            change_set.get("Parameters.member.%d.ParameterValue" % n, "")
-            for n in range(1, 100) if "Parameters.member.%d.ParameterKey" % n in change_set}
     expected = {name: shell.get(variable, "") for name, variable in VARIABLE_OF_PARAMETER.items()}
-    assert sent == {**expected, "CreateDedupTable": "true"}
+    assert change_set_parameters(change_set) == {**expected, "CreateDedupTable": "true"}
     # The code SAM packaged is the copy's lambda.zip, and the template it sent points at it.
-    template_key = change_set["TemplateURL"].rsplit("/", 1)[1]
-    [code_key] = [key for key, body in stored.items() if body == (copy / "lambda.zip").read_bytes()]
+    code = (copy / "lambda.zip").read_bytes()
+    [code_key] = [key for key, body in stored.items() if body == code]
     packaged = tmp_path / "packaged.yaml"
-    packaged.write_bytes(stored[template_key])
-    code_uri = sam_template.load(packaged)["Resources"]["WebhookFunction"]["Properties"]["CodeUri"]
-    assert code_uri == "s3://%s/%s" % (bucket, code_key)
+    packaged.write_bytes(stored[change_set["TemplateURL"].rsplit("/", 1)[1]])
+    function = sam_template.load(packaged)["Resources"]["WebhookFunction"]
+    assert function["Properties"]["CodeUri"] == "s3://%s/%s" % (bucket, code_key)
 
 
 def test_every_value_the_printed_command_sends_is_one_the_template_takes(translated):

@@ -35,8 +35,8 @@ MADE_BY_THE_CALLER = ("TMPDIR", *conftest.CACHES)
 # a listing of what it left in /tmp and /var/tmp (they end with the namespace).
 IN_NAMESPACE = """
 mount -t tmpfs probe-tmp /tmp && mount -t tmpfs probe-var-tmp /var/tmp || exit 97
-mount -t overlay probe-home -o "lowerdir=$HOME,upperdir=$HOME_WRITES,workdir=$HOME_WORK" \
-    "$HOME" 2> "$HOME_WRITES.failed" && rm "$HOME_WRITES.failed"
+layers="lowerdir=$HOME,upperdir=$HOME_WRITES,workdir=$HOME_WORK"
+mount -t overlay probe-home -o "$layers" "$HOME" 2> "$HOME_WRITES.failed" && rm "$HOME_WRITES.failed"
 "$@" > "$PROBE_OUTPUT" 2>&1
 status=$?
 find /tmp /var/tmp -mindepth 1 > "$PROBE_LEFT"
