@@ -134,7 +134,7 @@ def _read_allow_dev_keys(environ: Mapping[str, str], errors: list[str]) -> bool:
         return False
     if value in ("1", "true", "yes"):
         return True
-    errors.append("ALLOW_PUBLIC_DEV_KEYS must be 1 or unset")
+    errors.append("ALLOW_PUBLIC_DEV_KEYS must be unset (or 1, in make serve and the tests only)")
     return False
 
 
@@ -193,8 +193,8 @@ def _secret_errors(name: str, value: str, min_length: int, allow_dev_keys: bool)
         return ["%s is shorter than %d characters: not a real QStash key (placeholder?)"
                 % (name, min_length)]
     if value in PUBLIC_DEV_KEYS and not allow_dev_keys:
-        return ["%s is a published development key that anyone can sign with; use your own, "
-                "or set ALLOW_PUBLIC_DEV_KEYS=1 for local tests only" % name]
+        return ["%s is a published development key that anyone can sign with: use your own "
+                "key" % name]
     return []
 
 

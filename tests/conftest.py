@@ -2,6 +2,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import pytest
@@ -10,11 +11,49 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 import lambda_function  # noqa: E402
+import progress  # noqa: E402
+
+# Where a run writes, inside the project so that make distclean removes it all, as the
+# Makefile sets it for make test (this covers pytest started by hand): temporary files,
+# pytest's tmp_path among them (TMPDIR, read by tempfile here and by every program the tests
+# start), and npm's and pip's download caches. Not under Pyodide, whose /tmp is its own memory.
+BUILD_TMP = ROOT / "build" / "tmp"
+CACHES = {"npm_config_cache": ROOT / "build" / "cache" / "npm",
+          "PIP_CACHE_DIR": ROOT / "build" / "cache" / "pip"}
+if sys.platform != "emscripten":
+    BUILD_TMP.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(BUILD_TMP)
+    tempfile.tempdir = str(BUILD_TMP)  # tempfile read TMPDIR once already, when pytest started
+    for variable, folder in CACHES.items():
+        os.environ[variable] = str(folder)
 
 VECTORS = json.loads((ROOT / "tests/fixtures/qstash_vectors.json").read_text())["vectors"]
 SIGNED_VECTORS = [v for v in VECTORS if v["current_signing_key"]]
 KEY, NEXT = "sig_TestCurrentKey4f9a2b7c1d", "sig_TestNextKey8e3d6c5b0a"
 SECRET, NEXT_SECRET, APP_KEY = "test-app-secret", "test-app-secret-2", "test-app-key"
+
+
+def pytest_configure(config):
+    """A long step (building CPython, fetching Pyodide, installing the SAM CLI) says what it
+    does on the terminal as it starts: pytest's output capture would hold the words until
+    the test ended, leaving the run silent for minutes."""
+    progress.send_to(lambda text: to_terminal(config, text))
+
+
+def pytest_unconfigure(config):
+    progress.send_to(None)
+
+
+def to_terminal(config, text):
+    """One line on the terminal now, on a line of its own, whatever pytest is capturing."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if capture is None or reporter is None:  # -p no:capture, or no terminal output
+        print(text, file=sys.__stderr__, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(text)
+        reporter.flush()
 
 
 def in_ci():

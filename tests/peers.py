@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import loopback
+import progress
 import rie
 from loopback import free_port  # noqa: F401 (the tests import it from here)
 from conftest import ROOT, need
@@ -54,13 +55,25 @@ def running(argv, *, env=None, cwd=None, port=None):
 
 def rie_binary():
     """aws-lambda-rie, taken out of the aws-sam-cli wheel (fetched once into build/peers)."""
-    binary = rie.rie_binary()
-    need(binary, "could not download %s (it carries the Runtime Interface Emulator)" % rie.SAM_CLI)
+    announced = contextlib.nullcontext()
+    if not (PEERS / "aws-lambda-rie").exists():
+        doing = ("downloading the %s wheel from PyPI, for AWS's Runtime Interface Emulator "
+                 "inside it, into %s" % (rie.SAM_CLI, progress.shown(PEERS)))
+        announced = progress.step(doing, "8 MB, usually a few seconds")
+    with announced:
+        binary = rie.rie_binary()
+        need(binary, "could not download %s (it carries the Runtime Interface Emulator)"
+             % rie.SAM_CLI)
     return binary
 
 
+# How long each npm peer's first install usually takes here (most of it is downloading).
+NPM_INSTALL_TAKES = {"soketi": "about 300 MB, usually under a minute"}
+
+
 def npm_install(name, package_json):
-    """Install a test peer's package.json (pinned versions) into build/peers/NAME, once."""
+    """Install a test peer's package.json (pinned versions) into build/peers/NAME, once.
+    npm's download cache is build/cache/npm (npm_config_cache, set by conftest)."""
     import shutil
     need(shutil.which("node") and shutil.which("npm"), "Node.js and npm are needed for " + name)
     folder = PEERS / name
@@ -68,9 +81,13 @@ def npm_install(name, package_json):
     if not (folder / "node_modules").exists() or (folder / "package.json").read_text() != spec:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "package.json").write_text(spec)
-        result = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                                cwd=folder, capture_output=True, text=True, timeout=600)
-        need(result.returncode == 0, "npm could not install %s: %s" % (name, result.stderr[-500:]))
+        doing = "installing %s from npm into %s" % (name, progress.shown(folder))
+        with progress.step(doing, NPM_INSTALL_TAKES.get(name, "usually a few seconds")):
+            result = subprocess.run(["npm", "install", "--no-audit", "--no-fund",
+                                     "--loglevel=error"], cwd=folder, capture_output=True,
+                                    text=True, timeout=600)
+            need(result.returncode == 0,
+                 "npm could not install %s: %s" % (name, result.stderr[-500:]))
     return folder
 
 

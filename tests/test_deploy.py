@@ -157,8 +157,28 @@ def test_create_refuses_what_the_handler_would_refuse_before_calling_aws(aws_env
         printed = result.stdout + result.stderr
         assert result.returncode != 0, case
         assert "refusing to deploy" in result.stderr and named in result.stderr, (case, printed)
+        # advice make create then accepts: never the opt-in it refuses
+        assert "ALLOW_PUBLIC_DEV_KEYS=1" not in printed, (case, printed)
         assert not any(value in printed for value in variables.values() if len(value) > 8), case
     assert "refused" not in function_names(aws_env)  # AWS never got as far as creating it
+
+
+def test_create_lists_every_problem_at_once(aws_env, role):
+    """Four variables break four rules, and the dev opt-in is set: one run names them all,
+    each in the handler's own words (signed_webhooks.config, the oracle), so one round of
+    fixes is enough."""
+    from signed_webhooks.config import configuration_errors
+    broken = {"QSTASH_CURRENT_SIGNING_KEY": "sig_short", "QSTASH_NEXT_SIGNING_KEY": NEXT,
+              "SOKETI_NEXT_SECRET": "a-second-secret", "QSTASH_CLOCK_TOLERANCE": "soon",
+              "METRICS_NAMESPACE": "AWS/Mine"}
+    problems = configuration_errors(broken)
+    assert len(problems) == 4
+    result = make(aws_env, ROOT, "create", "FUNCTION=refused", "ROLE=" + role,
+                  ALLOW_PUBLIC_DEV_KEYS="1", **broken)
+    listed = [line[4:] for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert result.returncode != 0
+    assert listed[0].startswith("ALLOW_PUBLIC_DEV_KEYS is set in your shell")
+    assert listed[1:] == problems
 
 
 def test_deploy_refuses_code_that_would_refuse_the_functions_configuration(

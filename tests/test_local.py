@@ -415,3 +415,77 @@ def test_an_unreadable_event_file_is_one_line(tmp_path, make_path, reason):
     assert result.returncode != 0 and result.stdout == ""
     ours = [line for line in result.stderr.splitlines() if not line.startswith("make: ")]
     assert len(ours) == 1 and reason in ours[0] and str(make_path(tmp_path)) in ours[0]
+
+
+# --- make serve's start: the port, and every configuration problem at once ------------------
+
+def serve_once(**env):
+    """make serve, expected to stop at once: (exit status, stdout, its own stderr lines)."""
+    result = subprocess.run(["make", "-s", "serve"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30, env={"PATH": os.environ["PATH"], **env})
+    ours = [line for line in result.stderr.splitlines() if not line.startswith("make: ")]
+    return result.returncode, result.stdout, ours
+
+
+def test_a_port_in_use_is_one_line_naming_a_free_port_that_then_serves():
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, out, err = serve_once(PORT=str(port))
+    assert status != 0 and out == ""
+    assert len(err) == 1, err
+    assert err[0].startswith("make serve: port %d is in use; choose another with PORT=" % port)
+    suggested = int(err[0].rsplit("PORT=", 1)[1])
+    with running(["make", "-s", "serve"], cwd=ROOT, port=suggested,  # the advice, taken
+                 env={"PATH": os.environ["PATH"], "PORT": str(suggested),
+                      "PYTHONPATH": str(ROOT / "tests"), "HANDLER": "echo_handler.handler"}):
+        assert echoed(suggested, "GET", "/")["rawPath"] == "/"
+
+
+@pytest.mark.parametrize("port", ["abc", "70000", "-1"])
+def test_a_port_that_is_not_a_number_is_one_line(port):
+    status, out, err = serve_once(PORT=port)
+    assert status != 0 and out == ""
+    assert err == ["make serve: PORT=%s is not a port number (0 to 65535); e.g. PORT=3000"
+                   % port]
+
+
+BROKEN = {"QSTASH_CURRENT_SIGNING_KEY": "sig_short", "QSTASH_NEXT_SIGNING_KEY": NEXT,
+          "SOKETI_NEXT_SECRET": "a-second-secret", "QSTASH_CLOCK_TOLERANCE": "soon",
+          "METRICS_NAMESPACE": "AWS/Mine"}
+
+
+def test_every_configuration_problem_is_listed_at_start_and_requests_get_500():
+    """All at once, not one per request; serve still serves, as the deployed function would."""
+    from signed_webhooks.config import configuration_errors
+    problems = configuration_errors(BROKEN)
+    assert len(problems) == 4  # four variables break four rules (the oracle's own count)
+    context, port = serve(BROKEN)
+    with context as process:
+        status, _, body = request(port, "POST", "/", b"{}")
+        log = read_log(process)
+    assert status == 500 and problems[0] in body.decode()
+    listed = [line for line in log.splitlines() if line.startswith("serve:   - ")]
+    assert listed == ["serve:   - " + problem for problem in problems]
+    assert "sig_short" not in log and "Try" not in log
+
+
+def test_published_dev_keys_set_by_hand_get_advice_that_serve_accepts():
+    """The handler says "use your own key"; serve adds what it alone accepts, and does."""
+    dev_keys = {"QSTASH_CURRENT_SIGNING_KEY": DEV_KEY,
+                "QSTASH_NEXT_SIGNING_KEY": "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"}
+    context, port = serve(dev_keys)
+    with context as process:
+        status, _, body = request(port, "POST", "/", b"{}")
+        log = read_log(process)
+    assert status == 500 and "use your own key" in body.decode()
+    advice = [line for line in log.splitlines() if "ALLOW_PUBLIC_DEV_KEYS=1" in line]
+    assert len(advice) == 1 and "make create and make deploy refuse it" in advice[0]
+    context, port = serve({**dev_keys, "ALLOW_PUBLIC_DEV_KEYS": "1"})  # the advice, taken
+    with context as process:
+        result = send("http://127.0.0.1:%d/" % port, "{}", key=DEV_KEY)
+        log = read_log(process)
+    assert result.returncode == 0, result.stdout
+    assert "serve:   - " not in log

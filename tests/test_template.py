@@ -15,15 +15,20 @@
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
 import template as sam_template
 from conftest import ROOT, SIGNED_VECTORS, need
+from peers import free_port, running
 from test_deploy import aws_env, make  # noqa: F401 (aws_env: moto_server + AWS CLI)
 
 HAND_WRITTEN = ROOT / "tests" / "fixtures" / "template-one-url-permission.yaml"
@@ -128,24 +133,232 @@ def test_cfn_lint_passes(lint_findings):
     assert set(lint_findings) == {str(sam_template.TEMPLATE), str(HAND_WRITTEN)}
 
 
-def test_make_template_passes_sam_validate_lint_and_prints_the_deploy_commands():
+# The handler's variables in the shell that runs make template and then the printed command:
+# a URL list with a space, a secret with a quote, a dollar sign and spaces, a dedup table.
+DEPLOY_SHELL = {
+    "QSTASH_CURRENT_SIGNING_KEY": QSTASH_KEYS["QStashCurrentSigningKey"],
+    "QSTASH_NEXT_SIGNING_KEY": QSTASH_KEYS["QStashNextSigningKey"],
+    "QSTASH_DESTINATION_URL": "https://hooks.example.com/q https://hooks.example.com/q2",
+    "SOKETI_SECRET": "it's a $ecret, with spaces",
+    "DEDUP_TABLE": "my-dedup-table",
+    "DEDUP_TTL": "86400",
+}
+
+
+def sam_venv_or_skip():
+    """build/sam-venv, installed if need be (a few minutes, once)."""
     try:
-        sam_template.sam_executable()
+        return sam_template.sam_venv_bin()
     except RuntimeError as error:
         need(False, str(error))
-    result = subprocess.run(["make", "-s", "template", "VPY=" + sys.executable], cwd=ROOT,
+
+
+@pytest.fixture(scope="module")
+def made_template(tmp_path_factory):
+    """`make template`, run as a newcomer runs it: in a copy of the project that has no
+    .venv, with the default PYTHON, and the handler's variables of DEPLOY_SHELL in the shell.
+    The copy's build/sam-venv is the project's (installed first, here, if need be)."""
+    sam_venv_or_skip()
+    copy = tmp_path_factory.mktemp("newcomer") / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.zip", "__pycache__", ".hypothesis", ".pytest_cache"))
+    (copy / "build").mkdir()
+    (copy / "build" / "sam-venv").symlink_to(sam_template.SAM_VENV.resolve())
+    shell = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", ""), **DEPLOY_SHELL}
+    result = subprocess.run(["make", "-s", "template"], cwd=copy, env=shell,
                             capture_output=True, text=True)
+    return copy, shell, result
+
+
+def test_make_template_needs_nothing_from_the_test_environment(made_template):
+    copy, _, result = made_template
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cfn-lint: ok\nsam validate --lint: ok\n" in result.stdout
-    for command in ("make zip", "sam deploy --guided", "aws cloudformation package",
-                    "aws cloudformation deploy", "make deploy FUNCTION="):
-        assert command in result.stdout, command
-    # the same check, failing on a copy with a runtime Lambda no longer creates
-    broken = sam_template.SAM_VENV / "broken-template.yaml"
+    assert not (copy / ".venv").exists()  # nothing installed there, or even made
+    assert "Before you run it" not in result.stdout  # DEPLOY_SHELL is a good configuration
+
+
+def test_sam_validate_fails_a_template_lambda_no_longer_runs(tmp_path):
+    """The check behind make template's "ok" can fail: a runtime Lambda no longer creates."""
+    sam_venv_or_skip()
+    broken = tmp_path / "broken-template.yaml"
     broken.write_text(sam_template.TEMPLATE.read_text().replace("Runtime: python3.14",
                                                                 "Runtime: python2.7"))
     refused = sam_template.sam_validate(broken)
     assert refused.returncode != 0 and "E2533" in refused.stdout + refused.stderr
+
+
+def test_sam_venv_holds_the_cfn_lint_the_tests_pin():
+    """make template's cfn-lint (in build/sam-venv) is the release requirements-test.txt
+    pins for the tests (in .venv): one pin, read by both."""
+    import cfnlint.version
+    bin_folder = sam_venv_or_skip()
+    version = subprocess.run([str(bin_folder / "cfn-lint"), "--version"], capture_output=True,
+                             text=True, check=True).stdout.split()[-1]
+    assert version == cfnlint.version.__version__
+    assert sam_template.cfn_lint_pin() == "cfn-lint==" + version
+
+
+def printed_commands(output):
+    """The shell lines make template prints to deploy (indented two spaces), as a script."""
+    block = output.split("\n\n  make zip\n", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line[2:] for line in ["  make zip", *block.splitlines()])
+
+
+def recorded_calls(recording, action):
+    """The form fields of each recorded AWS query-protocol call of `action`."""
+    calls = []
+    for line in recording.read_text().splitlines():
+        record = json.loads(line)
+        body = record["body"]
+        if record.get("body_encoded"):
+            body = base64.b64decode(body).decode("utf-8", "replace")
+        fields = urllib.parse.parse_qs(body, keep_blank_values=True)
+        if fields.get("Action") == [action]:
+            calls.append({name: values[0] for name, values in fields.items()})
+    return calls
+
+
+def change_set_parameters(call):
+    """{ParameterKey: ParameterValue} of a recorded CreateChangeSet (an empty value is sent
+    as a key with no value field)."""
+    parameters = {}
+    number = 1
+    while "Parameters.member.%d.ParameterKey" % number in call:
+        key = call["Parameters.member.%d.ParameterKey" % number]
+        parameters[key] = call.get("Parameters.member.%d.ParameterValue" % number, "")
+        number += 1
+    return parameters
+
+
+def bucket_contents(s3, bucket):
+    """{key: bytes} of every object in an S3 bucket."""
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            for item in listed}
+
+
+def test_the_printed_sam_deploy_runs_as_printed(made_template, tmp_path):
+    """The printed lines, run by bash as they are, in the copy, with the same shell, against
+    moto_server on loopback (recording every call it gets). The pinned SAM CLI parses every
+    option and parameter, packages lambda.zip into SAM's own bucket and asks CloudFormation
+    for a change set with the shell's values: the call is read back from the recording.
+
+    moto cannot go further: it reads the bucket of a change set's template from the URL's
+    host name, so it answers NoSuchBucket. And it cannot create SAM's own bucket stack with
+    the outputs and tags SAM checks (its change sets leave stacks without outputs), so that
+    stack is created here, as SAM would have made it, before the command runs."""
+    copy, shell, made = made_template
+    assert made.returncode == 0, made.stdout + made.stderr
+    port = free_port()
+    endpoint = "http://127.0.0.1:%d" % port
+    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    recording = tmp_path / "recording"
+    moto_server = [os.path.join(os.path.dirname(sys.executable), "moto_server"),
+                   "-H", "127.0.0.1", "-p", str(port)]
+    need(os.path.exists(moto_server[0]), "moto[server] is not installed")
+    settings = tmp_path / "sam-settings"  # SAM's own: no telemetry, no release check
+    settings.mkdir()
+    (settings / "metadata.json").write_text(json.dumps({"lastVersionCheck": time.time()}))
+    with running(moto_server, env={**shell, **aws, "MOTO_RECORDER_FILEPATH": str(recording)},
+                 cwd=tmp_path, port=port):
+        import botocore.session
+        session = botocore.session.get_session()
+        clients = {name: session.create_client(
+            name, region_name="us-east-1", endpoint_url=endpoint,
+            aws_access_key_id="testing", aws_secret_access_key="testing")
+            for name in ("cloudformation", "s3")}
+        clients["cloudformation"].create_stack(
+            StackName="aws-sam-cli-managed-default", Tags=[
+                {"Key": "ManagedStackSource", "Value": "AwsSamCli"}],
+            TemplateBody=json.dumps({
+                "Resources": {"SamCliSourceBucket": {"Type": "AWS::S3::Bucket"}},
+                "Outputs": {"SourceBucket": {"Value": {"Ref": "SamCliSourceBucket"}}}}))
+        urllib.request.urlopen(urllib.request.Request(
+            endpoint + "/moto-api/recorder/start-recording", method="POST"), timeout=10)
+        ran = subprocess.run(["bash", "-c", printed_commands(made.stdout)], cwd=copy,
+                             env={**shell, **aws, "SAM_CLI_TELEMETRY": "0",
+                                  "__SAM_CLI_APP_DIR": str(settings)},
+                             capture_output=True, text=True, timeout=300)
+        urllib.request.urlopen(urllib.request.Request(
+            endpoint + "/moto-api/recorder/stop-recording", method="POST"), timeout=10)
+        [managed] = clients["cloudformation"].describe_stacks(
+            StackName="aws-sam-cli-managed-default")["Stacks"]
+        bucket = managed["Outputs"][0]["OutputValue"]
+        stored = bucket_contents(clients["s3"], bucket)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode != 0 and "NoSuchBucket" in output, output  # moto's limit, above
+    [change_set] = recorded_calls(recording, "CreateChangeSet")
+    assert change_set["StackName"] == sam_template.STACK
+    assert change_set["ChangeSetType"] == "CREATE"
+    assert [value for name, value in change_set.items()
+            if name.startswith("Capabilities.")] == ["CAPABILITY_IAM"]
+    expected = {name: shell.get(variable, "") for name, variable in VARIABLE_OF_PARAMETER.items()}
+    assert change_set_parameters(change_set) == {**expected, "CreateDedupTable": "true"}
+    # The code SAM packaged is the copy's lambda.zip, and the template it sent points at it.
+    code = (copy / "lambda.zip").read_bytes()
+    [code_key] = [key for key, body in stored.items() if body == code]
+    packaged = tmp_path / "packaged.yaml"
+    packaged.write_bytes(stored[change_set["TemplateURL"].rsplit("/", 1)[1]])
+    function = sam_template.load(packaged)["Resources"]["WebhookFunction"]
+    assert function["Properties"]["CodeUri"] == "s3://%s/%s" % (bucket, code_key)
+
+
+def test_every_value_the_printed_command_sends_is_one_the_template_takes(translated):
+    """The parameters make template's command names exist, and DEPLOY_SHELL's values (and
+    the empty value of each unset variable) pass their AllowedPattern or AllowedValues:
+    CloudFormation checks both before it creates anything. CAPABILITY_IAM is enough: no IAM
+    resource is given a name of its own (which would need CAPABILITY_NAMED_IAM)."""
+    parameters = translated["Parameters"]
+    values = {name: DEPLOY_SHELL.get(variable, "")
+              for variable, name in sam_template.PARAMETER_OF_VARIABLE.items()}
+    values["CreateDedupTable"] = "true"
+    for name, value in values.items():
+        spec = parameters[name]
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), name
+        if "AllowedValues" in spec:
+            assert value in spec["AllowedValues"], name
+    required = {name for name, spec in parameters.items() if "Default" not in spec}
+    assert required <= set(values)
+    named = {"RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName"}
+    for resource in translated["Resources"].values():
+        if resource["Type"].startswith("AWS::IAM::"):
+            assert not named & set(resource["Properties"]), resource
+
+
+def test_the_command_names_a_parameter_for_each_variable_the_template_sets():
+    """template.py's map is template.yaml's Environment section read backwards: each
+    variable set from a parameter (!If [Condition, !Ref Parameter, NoValue])."""
+    variables = sam_template.load()["Resources"]["WebhookFunction"]["Properties"][
+        "Environment"]["Variables"]
+    from_parameters = {}
+    for variable, value in variables.items():
+        chosen = value["Fn::If"][1]
+        if "Ref" in chosen and chosen["Ref"] != "DedupTable":
+            from_parameters[variable] = chosen["Ref"]
+    assert sam_template.PARAMETER_OF_VARIABLE == from_parameters
+    assert {name: VARIABLE_OF_PARAMETER[name] for name in from_parameters.values()} == {
+        name: variable for variable, name in from_parameters.items()}
+
+
+@pytest.mark.parametrize("shell, note", [
+    ({"QSTASH_CURRENT_SIGNING_KEY": "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",
+      "QSTASH_NEXT_SIGNING_KEY": "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"}, "use your own key"),
+    ({**DEPLOY_SHELL, "ALLOW_PUBLIC_DEV_KEYS": "1"}, "ALLOW_PUBLIC_DEV_KEYS is set"),
+    ({**DEPLOY_SHELL, "SOKETI_KEY": 'app"key'}, "SOKETI_KEY holds a double quote"),
+    ({**DEPLOY_SHELL, "EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY": "sig_regional0123456789abcd",
+      "EU_CENTRAL_1_QSTASH_NEXT_SIGNING_KEY": "sig_regional0123456789abce"},
+     "no parameter for EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY, EU_CENTRAL_1_QSTASH_NEXT"),
+    ({}, "QSTASH_CURRENT_SIGNING_KEY is not set"),
+], ids=["dev keys", "dev opt-in", "a quote", "regional keys", "no keys"])
+def test_make_template_says_what_the_command_would_deploy_wrong(shell, note):
+    """As make create refuses it, and with advice make create accepts (never the opt-in)."""
+    advice = sam_template.deploy_advice(shell)
+    assert "Before you run it" in advice and note in advice
+    assert "ALLOW_PUBLIC_DEV_KEYS=1" not in advice
 
 
 def test_the_runtime_is_the_newest_python_lambda_offers():

@@ -18,6 +18,8 @@ import tarfile
 import tempfile
 import urllib.request
 
+import progress
+from progress import shown
 from rie import PEERS
 
 POOL = "http://deb.debian.org/debian/pool/main/p/"
@@ -48,14 +50,23 @@ def download(url, algorithm, expected):
     return data
 
 
-def build(version, log=sys.stderr):
+def build(version):
     """The interpreter for `version`, built from source if need be; raises RuntimeError with
-    the reason when it cannot be downloaded or built."""
+    the reason when it cannot be downloaded or built. Says so first: it takes minutes."""
     if interpreter(version):
         return interpreter(version)
     release, sha256 = RELEASES[version]
-    url = "%spython%s/python%s_%s.orig.tar.xz" % (POOL, version, version, release)
     prefix = PEERS / ("cpython-" + version)
+    doing = "building CPython %s from source into %s" % (release, shown(prefix))
+    with progress.step(doing, "a download of about 20 MB, then usually two minutes on an "
+                              "idle two-core machine, longer on a busy one"):
+        compile_and_install(version, release, sha256, prefix)
+    return interpreter(version)
+
+
+def compile_and_install(version, release, sha256, prefix):
+    """Download the release's tarball, check it, run configure, make, make install."""
+    url = "%spython%s/python%s_%s.orig.tar.xz" % (POOL, version, version, release)
     with tempfile.TemporaryDirectory() as work:
         with tarfile.open(fileobj=io.BytesIO(download(url, "sha256", sha256))) as archive:
             if hasattr(tarfile, "data_filter"):  # Python 3.12+, and security releases before it
@@ -63,7 +74,6 @@ def build(version, log=sys.stderr):
             else:
                 archive.extractall(work)
         source = next(p for p in pathlib.Path(work).iterdir() if p.name.startswith("Python-"))
-        print("building CPython %s (about two minutes)" % release, file=log, flush=True)
         jobs = str(os.cpu_count() or 2)
         for step in (["./configure", "--prefix=" + str(prefix), "--without-ensurepip"],
                      ["make", "-j" + jobs], ["make", "install"]):
@@ -72,7 +82,6 @@ def build(version, log=sys.stderr):
                 shutil.rmtree(prefix, ignore_errors=True)
                 raise RuntimeError("CPython %s: %s failed: %s"
                                    % (release, " ".join(step), result.stderr[-800:]))
-    return interpreter(version)
 
 
 def venv(version, requirements):
@@ -83,14 +92,18 @@ def venv(version, requirements):
     spec = pathlib.Path(requirements).read_text()
     if not python.exists() or not stamp.exists() or stamp.read_text() != spec:
         shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run([str(build(version)), "-m", "venv", "--without-pip", str(folder)],
-                       check=True)
-        result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                                 "--quiet", "--disable-pip-version-check", "-r",
-                                 str(requirements)], capture_output=True, text=True)
-        if result.returncode:
-            raise RuntimeError("pip could not install %s for Python %s: %s"
-                               % (requirements, version, result.stderr[-800:]))
+        interpreter_built = build(version)
+        doing = "installing %s for Python %s into %s" % (
+            shown(pathlib.Path(requirements)), version, shown(folder))
+        with progress.step(doing, "usually under a minute"):
+            subprocess.run([str(interpreter_built), "-m", "venv", "--without-pip", str(folder)],
+                           check=True)
+            result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python),
+                                     "install", "--quiet", "--disable-pip-version-check", "-r",
+                                     str(requirements)], capture_output=True, text=True)
+            if result.returncode:
+                raise RuntimeError("pip could not install %s for Python %s: %s"
+                                   % (requirements, version, result.stderr[-800:]))
         stamp.write_text(spec)
     return python
 

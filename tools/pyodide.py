@@ -28,7 +28,9 @@ import subprocess
 import sys
 import tarfile
 
+import progress
 from cpython import download
+from progress import shown
 from rie import PEERS, ROOT
 
 RELEASES = {  # Python version: (Pyodide release, the npm registry's integrity for its tarball)
@@ -64,8 +66,16 @@ def fetch(version):
     if (folder / "pyodide.js").exists():
         return folder
     release, integrity = RELEASES[version]
-    data = download(TARBALL % release, "sha512", integrity)
-    staging = PEERS / ("pyodide-" + version + ".partial")
+    doing = "downloading Pyodide %s (Python %s) from the npm registry into %s" % (
+        release, version, shown(folder))
+    with progress.step(doing, "about 14 MB, usually under a minute"):
+        unpack(download(TARBALL % release, "sha512", integrity), folder)
+    return folder
+
+
+def unpack(data, folder):
+    """The npm tarball's package/ folder, unpacked into `folder` (whole or not at all)."""
+    staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         for member in archive.getmembers():  # package/<file>, nothing else, no links
@@ -78,7 +88,6 @@ def fetch(version):
                 target.write_bytes(contents.read())
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    return folder
 
 
 def site(version, requirements):
@@ -91,14 +100,17 @@ def site(version, requirements):
     if stamp.exists() and stamp.read_text() == spec:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--target", str(folder), "--python-version", version, "--implementation", "py",
-         "--abi", "none", "--platform", "any", "--only-binary=:all:", "-r", str(requirements),
-         *extra], capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError("pip could not install %s for Pyodide's Python %s: %s"
-                           % (requirements, version, result.stderr[-800:]))
+    doing = "installing %s for Pyodide's Python %s into %s" % (
+        shown(pathlib.Path(requirements)), version, shown(folder))
+    with progress.step(doing, "usually under a minute"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--target", str(folder), "--python-version", version, "--implementation", "py",
+             "--abi", "none", "--platform", "any", "--only-binary=:all:", "-r",
+             str(requirements), *extra], capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError("pip could not install %s for Pyodide's Python %s: %s"
+                               % (requirements, version, result.stderr[-800:]))
     (folder / "ssl.py").write_text(SSL_STANDIN)
     stamp.write_text(spec)
     return folder

@@ -23,6 +23,7 @@ into build/requirements/ and imported from there, beside your code, as the zip h
 """
 import base64
 import contextlib
+import errno
 import hashlib
 import http.server
 import importlib.util
@@ -30,6 +31,7 @@ import io
 import json
 import os
 import pathlib
+import socket
 import sys
 import threading
 import time
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import build_zip  # noqa: E402  (before your code's folder is on the path: never one of yours)
 import lambda_events  # noqa: E402
+from signed_webhooks.config import PUBLIC_DEV_KEYS, configuration_errors  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -370,7 +373,7 @@ def use_dev_keys_if_none_set():
     """With no key or secret in the environment: the QStash dev server's public keys, and the
     opt-in the handler needs to accept them (ALLOW_PUBLIC_DEV_KEYS=1, set only here)."""
     if any(os.environ.get(name) for name in SECRET_NAMES):
-        return
+        return False
     os.environ.update(DEV_KEYS)
     os.environ["ALLOW_PUBLIC_DEV_KEYS"] = "1"
     print("!" * 78 + "\n"
@@ -378,20 +381,80 @@ def use_dev_keys_if_none_set():
           "!! (ALLOW_PUBLIC_DEV_KEYS=1). Anyone can sign with them. A deployed handler refuses\n"
           "!! them, and make create / make deploy refuse ALLOW_PUBLIC_DEV_KEYS.\n"
           + "!" * 78, flush=True)
+    return True
 
 
-def main():
-    port = int(os.environ.get("PORT") or 3000)
-    use_dev_keys_if_none_set()
-    handler_setting = os.environ.get("HANDLER") or "lambda_function.lambda_handler"
-    Handler.handler_file = HandlerFile(handler_setting)
-    with _one_at_a_time:
-        Handler.handler_file.current()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+def port_setting():
+    """PORT (default 3000) as a number; one line naming PORT= and an exit when it is not one."""
+    text = os.environ.get("PORT") or "3000"
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        sys.exit("make serve: PORT=%s is not a port number (0 to 65535); e.g. PORT=3000" % text)
+    return int(text)
+
+
+def listening_server(port):
+    """The server, listening on 127.0.0.1:port. When it cannot listen there (the port is in
+    use, or not ours to take), one line naming PORT= with a port that is free now, and exit
+    (no traceback: nothing is wrong with serve, only with the port)."""
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "port %d is in use" % port
+        else:
+            reason = "cannot listen on port %d (%s)" % (port, error.strerror)
+        sys.exit("make serve: %s; choose another with PORT=%d" % (reason, free_port_after(port)))
+
+
+def free_port_after(port):
+    """The first port after `port` that can be listened on now (as the server binds it), or
+    else any free port the system picks."""
+    for candidate in range(port + 1, min(port + 100, 65535) + 1):
+        if can_listen(candidate):
+            return candidate
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def can_listen(port):
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def report_configuration_problems():
+    """Every problem the handler would answer 500 for with the variables serve runs with
+    (signed_webhooks.config's rules, the deployed function's), all at once; and, when a
+    published development key is among them, the opt-in that serve alone accepts (the
+    handler's own message says "use your own key", the advice every tool accepts).
+    True when there was any."""
+    problems = configuration_errors(os.environ)
+    if not problems:
+        return False
+    notice("the handler answers 500 to every request, as a deployed function with these "
+           "variables would, until you fix them and start make serve again:")
+    for problem in problems:
+        notice("  - " + problem)
+    holds_dev_key = any(os.environ[name] in PUBLIC_DEV_KEYS
+                        for name in os.environ if name.endswith(SECRET_NAMES))
+    if holds_dev_key and not os.environ.get("ALLOW_PUBLIC_DEV_KEYS"):
+        notice("here, and only here, ALLOW_PUBLIC_DEV_KEYS=1 accepts the published development "
+               "keys (make create and make deploy refuse it)")
+    return True
+
+
+def print_settings(server, handler_file, handler_setting, dev_keys):
+    """What serve runs, and with which settings (fingerprints of secrets, URLs without
+    query strings), then every configuration problem, or else a request to try (dev_keys:
+    serve supplied the dev server's keys)."""
     print("Local Function URL: http://127.0.0.1:%d/ running %s  (Ctrl-C stops it)"
           % (server.server_port, handler_setting))
-    print("Watching %s: saved changes are loaded on the next request"
-          % Handler.handler_file.path)
+    print("Watching %s: saved changes are loaded on the next request" % handler_file.path)
     for name in sorted(os.environ):
         if name.endswith(SECRET_NAMES):
             print("  %s = %s" % (name, fingerprint(os.environ[name])))
@@ -400,8 +463,27 @@ def main():
             print("  %s = %s" % (name, without_query_strings(os.environ[name])))
     if "QSTASH_DESTINATION_URL" not in os.environ:
         print("  QSTASH_DESTINATION_URL = the URL each request was sent to")
-    print("Try: make send URL=http://127.0.0.1:%d/ BODY='{\"hello\":\"world\"}'"
-          % server.server_port, flush=True)
+    sys.stdout.flush()
+    if report_configuration_problems():
+        return
+    if dev_keys:
+        where = "another shell (make send names the dev server's key to export there)"
+    else:
+        where = "a shell where QSTASH_CURRENT_SIGNING_KEY holds the same key"
+    if os.environ.get("QSTASH_CURRENT_SIGNING_KEY"):
+        print("Try, from %s:\n  make send URL=http://127.0.0.1:%d/ BODY='{\"hello\":\"world\"}'"
+              % (where, server.server_port), flush=True)
+
+
+def main():
+    port = port_setting()
+    server = listening_server(port)
+    dev_keys = use_dev_keys_if_none_set()
+    handler_setting = os.environ.get("HANDLER") or "lambda_function.lambda_handler"
+    Handler.handler_file = HandlerFile(handler_setting)
+    with _one_at_a_time:
+        Handler.handler_file.current()
+    print_settings(server, Handler.handler_file, handler_setting, dev_keys)
     threading.Thread(target=Handler.handler_file.watch, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
