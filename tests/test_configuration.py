@@ -1,0 +1,121 @@
+"""The configuration: read on every request (a change takes effect on the next one), judged
+once per distinct environment, and refused when it would defeat what it configures.
+Tokens are minted by PyJWT, events built by tools/lambda_events.py as AWS builds them."""
+import os
+import sys
+import threading
+
+import pytest
+
+import lambda_events as ev
+from conftest import KEY, NEXT
+from signed_webhooks import config
+from test_trust import BODY, FUNCTION_URL, PUBLIC_URL, T0, pyjwt_token
+
+REGION_KEY, REGION_NEXT = "sig_EuCentral1CurrentKey012345", "sig_EuCentral1NextKey0123456789"
+
+
+def signed_event(url=FUNCTION_URL, key=KEY, **headers):
+    return ev.function_url(url=FUNCTION_URL, body=BODY, now=T0, headers={
+        "Upstash-Signature": pyjwt_token(url, key=key), **headers})
+
+
+# --- Read on every request ------------------------------------------------------------------
+
+def test_every_change_between_requests_takes_effect(qstash_env, monkeypatch, clock, call):
+    """Each request sees the environment as it is then: a key set, a regional set added and
+    removed, the destination set and unset, the tolerance changed, the keys removed."""
+    clock(T0 + 1)
+    assert call(signed_event())[0]["statusCode"] == 200
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "sig_AnotherCurrentKey0123456")
+    assert call(signed_event())[0]["statusCode"] == 401
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", KEY)
+    assert call(signed_event())[0]["statusCode"] == 200
+
+    regional = signed_event(key=REGION_KEY, **{"Upstash-Region": "EU-CENTRAL-1"})
+    assert call(regional)[0]["statusCode"] == 401  # no such set yet: the plain keys
+    monkeypatch.setenv("EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY", REGION_KEY)
+    monkeypatch.setenv("EU_CENTRAL_1_QSTASH_NEXT_SIGNING_KEY", REGION_NEXT)
+    assert call(regional)[0]["statusCode"] == 200
+    monkeypatch.delenv("EU_CENTRAL_1_QSTASH_NEXT_SIGNING_KEY")
+    response, log = call(regional)
+    assert response["statusCode"] == 500 and "EU_CENTRAL_1_QSTASH_NEXT" in log["reason"]
+    monkeypatch.delenv("EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY")
+
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", PUBLIC_URL)
+    assert call(signed_event())[0]["statusCode"] == 401
+    assert call(signed_event(PUBLIC_URL))[0]["statusCode"] == 200
+    monkeypatch.delenv("QSTASH_DESTINATION_URL")
+    assert call(signed_event())[0]["statusCode"] == 200
+
+    clock(T0 + 300 + 30)  # expired by 30 s
+    assert call(signed_event())[0]["statusCode"] == 401
+    monkeypatch.setenv("QSTASH_CLOCK_TOLERANCE", "60")
+    assert call(signed_event())[0]["statusCode"] == 200
+
+    monkeypatch.delenv("QSTASH_CURRENT_SIGNING_KEY")
+    monkeypatch.delenv("QSTASH_NEXT_SIGNING_KEY")
+    assert call(signed_event())[0]["statusCode"] == 500
+
+
+def test_an_unchanged_environment_is_judged_once_and_any_change_judged_again(qstash_env,
+                                                                            monkeypatch):
+    """The judgement is reused while nothing changed; any variable set, changed or removed,
+    even one the configuration does not read, means a fresh judgement."""
+    first, _ = config.read()
+    assert config.read()[0] is first
+    monkeypatch.setenv("SOME_UNRELATED_VARIABLE", "1")
+    second, _ = config.read()
+    assert second is not first and config.read()[0] is second
+    monkeypatch.setenv("SOME_UNRELATED_VARIABLE", "2")
+    third, _ = config.read()
+    assert third is not second
+    monkeypatch.delenv("SOME_UNRELATED_VARIABLE")
+    assert config.read()[0] is not third
+    assert config.read()[0].qstash_keys == {"": (KEY, NEXT)}
+
+
+def test_the_problems_returned_are_the_callers_own(monkeypatch):
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", "short")
+    problems = config.read()[1]
+    assert problems
+    problems.clear()
+    assert config.read()[1]
+
+
+def test_a_variable_changed_while_requests_are_read_is_seen_once_it_settles(qstash_env,
+                                                                            monkeypatch):
+    """Threads read the configuration while this one flips QSTASH_DESTINATION_URL: every read
+    sees one of the two values, and each time the flipping stops, the next read sees the
+    value set last (a judgement filed under a newer environment than it read would not)."""
+    urls = ["https://a.example/hook", "https://b.example/hook"]
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", urls[0])
+    for number in range(300):  # a longer judgement: more time for a flip to land inside one
+        monkeypatch.setenv("UNRELATED_%d" % number, "x" * 100)
+    seen = set()
+    stale = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.add(tuple(config.read()[0].destination_urls))
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads take turns often, so reads meet the flips
+    for thread in readers:
+        thread.start()
+    try:
+        for settle in range(200):
+            for flip in range(21 + settle % 10):
+                os.environ["QSTASH_DESTINATION_URL"] = urls[flip % 2]
+            last = os.environ["QSTASH_DESTINATION_URL"]
+            if config.read()[0].destination_urls != [last]:
+                stale.append(settle)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+        sys.setswitchinterval(switch_interval)
+    assert seen <= {(urls[0],), (urls[1],)}, seen
+    assert not stale, stale
