@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
 CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK_TOLERANCE)
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
 MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
+MIN_SOKETI_SECRET_LENGTH = 20  # Pusher's app secrets are 20 characters; shorter ones are guessed
 DEDUP_TTL = 7 * 24 * 3600  # seconds a completed message is remembered (DEDUP_TTL); QStash
 # retries for up to about 6 hours by default, and for days with custom retry settings
 DEDUP_TTL_MIN = 3600  # a shorter memory than QStash's retry schedule would run handle twice
@@ -193,7 +194,8 @@ def _read_qstash_keys(environ: Mapping[str, str], allow_dev_keys: bool,
                           "copy both from the console" % missing[0])
             continue
         for name, key in zip(names, keys):
-            errors += _secret_errors(name, key, MIN_QSTASH_KEY_LENGTH, allow_dev_keys)
+            errors += _secret_errors(name, key, MIN_QSTASH_KEY_LENGTH, "QStash key",
+                                     allow_dev_keys)
         configuration.qstash_keys[prefix] = (keys[0], keys[1])
 
 
@@ -221,24 +223,30 @@ def _read_soketi_secrets(environ: Mapping[str, str], allow_dev_keys: bool,
         errors.append("SOKETI_NEXT_SECRET is set but SOKETI_SECRET is not")
     for name, secret in zip(SOKETI_SECRET_NAMES, (current_secret, next_secret)):
         if secret:
-            errors += _secret_errors(name, secret, 1, allow_dev_keys)
+            errors += _secret_errors(name, secret, MIN_SOKETI_SECRET_LENGTH,
+                                     "Pusher or soketi app secret", allow_dev_keys)
             configuration.soketi_secrets.append(secret)
     soketi_key = environ.get("SOKETI_KEY", "")
     if soketi_key:
-        errors += _secret_errors("SOKETI_KEY", soketi_key, 1, allow_dev_keys=True)
+        errors += _secret_errors("SOKETI_KEY", soketi_key, 1, "app key", allow_dev_keys=True)
         configuration.soketi_key = soketi_key
 
 
-def _secret_errors(name: str, value: str, min_length: int, allow_dev_keys: bool) -> list[str]:
-    """The rules every key and secret follows; the message never holds the value."""
+def _secret_errors(name: str, value: str, min_length: int, kind: str,
+                   allow_dev_keys: bool) -> list[str]:
+    """The rules every key and secret follows, the first one broken; the message never holds
+    the value. A published development key is judged as one (refused, or allowed by
+    ALLOW_PUBLIC_DEV_KEYS=1 whatever its length: soketi's `app-secret` is 10 characters)."""
     if value != value.strip() or value[:1] in "\"'" or value[-1:] in "\"'":
         return ["%s has leading or trailing whitespace or quotes: paste the key alone" % name]
-    if len(value) < min_length:
-        return ["%s is shorter than %d characters: not a real QStash key (placeholder?)"
-                % (name, min_length)]
-    if value in PUBLIC_DEV_KEYS and not allow_dev_keys:
+    if value in PUBLIC_DEV_KEYS:
+        if allow_dev_keys:
+            return []
         return ["%s is a published development key that anyone can sign with; use your own, "
                 "or set ALLOW_PUBLIC_DEV_KEYS=1 for local tests only" % name]
+    if len(value) < min_length:
+        return ["%s is shorter than %d characters: not a real %s (placeholder?)"
+                % (name, min_length, kind)]
     return []
 
 

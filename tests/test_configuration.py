@@ -1,6 +1,7 @@
 """The configuration: read on every request (a change takes effect on the next one), judged
 once per distinct environment, and refused when it would defeat what it configures.
 Tokens are minted by PyJWT, events built by tools/lambda_events.py as AWS builds them."""
+import json
 import os
 import sys
 import threading
@@ -8,7 +9,7 @@ import threading
 import pytest
 
 import lambda_events as ev
-from conftest import KEY, NEXT
+from conftest import APP_KEY, KEY, NEXT, SECRET
 from signed_webhooks import config
 from test_trust import BODY, FUNCTION_URL, PUBLIC_URL, T0, pyjwt_token
 
@@ -119,3 +120,60 @@ def test_a_variable_changed_while_requests_are_read_is_seen_once_it_settles(qsta
         sys.setswitchinterval(switch_interval)
     assert seen <= {(urls[0],), (urls[1],)}, seen
     assert not stale, stale
+
+
+# --- Secrets shorter than the provider's --------------------------------------------------
+
+def soketi_event(secret, now=T0):
+    body = b'{"time_ms":%d,"events":[{"name":"channel_occupied","channel":"room"}]}' % (
+        now * 1000)
+    return ev.function_url(url=FUNCTION_URL, body=body, now=now,
+                           headers=ev.soketi_headers(APP_KEY, secret, body))
+
+
+@pytest.mark.parametrize("short", ["s", "-", "secret", "changeme", "x" * 19])
+@pytest.mark.parametrize("variable", ["SOKETI_SECRET", "SOKETI_NEXT_SECRET"])
+def test_a_soketi_secret_under_20_characters_is_a_500_naming_it(short, variable, monkeypatch,
+                                                               clock, call, received):
+    """Pusher's app secrets are 20 characters: a shorter one is a placeholder or a guessable
+    word, and anyone who guesses it signs webhooks. It is refused like a placeholder QStash
+    key, for every request (a QStash one too), and the secret itself is never said."""
+    clock(T0 + 1)
+    monkeypatch.setenv("SOKETI_SECRET", SECRET)
+    monkeypatch.setenv(variable, short)
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", KEY)
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", NEXT)
+    for event in (soketi_event(short), signed_event()):
+        response, log = call(event)
+        assert response["statusCode"] == 500, log
+        error = json.loads(response["body"])["error"]
+        assert error.startswith(variable + " is shorter than 20 characters"), error
+        assert log["reason"] == error and log["outcome"] == "error"
+    assert not received
+
+
+def test_a_soketi_secret_of_20_characters_is_accepted(monkeypatch, clock, call, received):
+    secret = "s" * 20
+    monkeypatch.setenv("SOKETI_SECRET", secret)
+    clock(T0 + 1)
+    response, log = call(soketi_event(secret))
+    assert response["statusCode"] == 200, log
+    assert received[0].source == "soketi"
+
+
+def test_soketis_published_default_is_refused_as_published_and_allowed_only_by_the_opt_in(
+        monkeypatch, clock, call):
+    """`app-secret` is 10 characters, but what is wrong with it is that it is published: that
+    is what the 500 says, and ALLOW_PUBLIC_DEV_KEYS=1 (make serve, local tests) still lets it
+    through. No other short secret is let through by the opt-in."""
+    clock(T0 + 1)
+    monkeypatch.setenv("SOKETI_SECRET", "app-secret")
+    response, log = call(soketi_event("app-secret"))
+    assert response["statusCode"] == 500 and "published development key" in log["reason"]
+    monkeypatch.setenv("ALLOW_PUBLIC_DEV_KEYS", "1")
+    response, log = call(soketi_event("app-secret"))
+    assert response["statusCode"] == 200, log
+    monkeypatch.setenv("SOKETI_SECRET", "app-secret-2")
+    response, log = call(soketi_event("app-secret-2"))
+    assert response["statusCode"] == 500 and "shorter than 20" in log["reason"]
+

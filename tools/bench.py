@@ -42,6 +42,7 @@ from signed_webhooks.node_json import node_json  # noqa: E402
 from signer import sign_pusher, sign_qstash  # noqa: E402
 
 CURRENT, NEXT = "sig_BenchCurrentKey7Jq3pZ9w", "sig_BenchNextKey2Hc8vN4x"
+BENCH_SOKETI_SECRET = "bench-app-secret-3c9d1e"
 URL = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
 results: list = []  # one bool per target checked: met or not
 
@@ -465,7 +466,7 @@ def limits_section():
     print("Limits: whole signed requests through lambda_handler, 1 KB to 6 MB")
     url = "https://abc123.lambda-url.us-east-1.on.aws/big"
     os.environ.update(QSTASH_CURRENT_SIGNING_KEY=CURRENT, QSTASH_NEXT_SIGNING_KEY=NEXT,
-                      SOKETI_SECRET="bench-secret")
+                      SOKETI_SECRET=BENCH_SOKETI_SECRET)
     def events(size):
         text = json.dumps({"pad": "x" * (size - 12)}).encode()
         binary = os.urandom(size * 3 // 4)  # base64 makes the event's body 4/3 larger
@@ -478,7 +479,7 @@ def limits_section():
                 url=url, body=binary, headers={**lambda_events.qstash_headers(CURRENT, binary, url),
                                               "Content-Type": "application/octet-stream"}),
             "soketi direct invocation": {"payload": payload, "headers": {
-                "X-Pusher-Signature": sign_pusher("bench-secret", signed)}},
+                "X-Pusher-Signature": sign_pusher(BENCH_SOKETI_SECRET, signed)}},
         }, {"JSON text body": len(text), "binary body, base64 in the event": len(binary),
             "soketi direct invocation": len(signed)}
     per_kb: dict = {}
@@ -520,7 +521,7 @@ def soketi_worst_section():
     the rebuilt bytes (target 3x) and time against json.dumps of the same payload (10x)."""
     import tracemalloc
     print("soketi direct invocation, worst cases: a forged ~6 MB payload, rebuilt then refused")
-    os.environ["SOKETI_SECRET"] = "bench-secret"
+    os.environ["SOKETI_SECRET"] = BENCH_SOKETI_SECRET
     sink = io.StringIO()
     for label, data in WORST_SOKETI_PAYLOADS.items():
         payload = {"time_ms": int(time.time() * 1000), "events": [{"name": "client_event",
