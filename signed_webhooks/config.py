@@ -24,6 +24,7 @@ CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
 MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
 MIN_SOKETI_SECRET_LENGTH = 20  # Pusher's app secrets are 20 characters; shorter ones are guessed
+QSTASH_TOKEN_LIFETIME = 300  # seconds from iat to exp in every token QStash signs
 DEDUP_TTL = 7 * 24 * 3600  # seconds a completed message is remembered (DEDUP_TTL); QStash
 # retries for up to about 6 hours by default, and for days with custom retry settings
 DEDUP_TTL_MIN = 3600  # a shorter memory than QStash's retry schedule would run handle twice
@@ -168,6 +169,7 @@ def judge(environ: Mapping[str, str]) -> tuple[Configuration, list[str]]:
         environ, "QSTASH_CLOCK_TOLERANCE", CLOCK_TOLERANCE, errors)
     configuration.soketi_max_age = _read_seconds(environ, "SOKETI_MAX_AGE", SOKETI_MAX_AGE, errors)
     configuration.dedup = _read_dedup(environ, errors)
+    errors += _dedup_window_errors(configuration)
     configuration.metrics_namespace = _read_metrics_namespace(environ, errors)
     configuration.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     return configuration, errors
@@ -296,6 +298,41 @@ def _read_dedup(environ: Mapping[str, str], errors: list[str]) -> DedupSettings 
     if not table:
         return None
     return DedupSettings(environ, table, ttl)
+
+
+def _dedup_window_errors(configuration: Configuration) -> list[str]:
+    """With DEDUP_TABLE, a message's record must outlive every copy of it that can still
+    verify, or a copy presented after the record expired runs `handle` again. Checked for
+    each verifier configured (a tolerance no verifier uses lets nothing through).
+
+    QStash: a token verifies while iat - tolerance <= now < exp + tolerance (verify's
+    lifetime checks), so from its first possible use, at iat - tolerance, it stays usable for
+    QSTASH_TOKEN_LIFETIME + 2 x QSTASH_CLOCK_TOLERANCE seconds. soketi: a webhook verifies
+    while |now - time_ms| <= SOKETI_MAX_AGE, for 2 x SOKETI_MAX_AGE seconds, and forever
+    when SOKETI_MAX_AGE is 0 (no age check)."""
+    settings = configuration.dedup
+    if settings is None:
+        return []
+    errors = []
+    qstash_window = QSTASH_TOKEN_LIFETIME + 2 * configuration.clock_tolerance
+    if configuration.qstash_keys and settings.ttl < qstash_window:
+        errors.append("DEDUP_TTL is shorter than QStash's token lifetime (%d s) plus twice "
+                      "QSTASH_CLOCK_TOLERANCE (%g s in all): a token verifies that long from "
+                      "the first moment it can, and would run handle again once its record "
+                      "expired; raise DEDUP_TTL or lower QSTASH_CLOCK_TOLERANCE"
+                      % (QSTASH_TOKEN_LIFETIME, qstash_window))
+    if configuration.soketi_secrets and not configuration.soketi_max_age:
+        errors.append("SOKETI_MAX_AGE is 0 (no age check) with DEDUP_TABLE set: a soketi "
+                      "webhook then verifies forever and would run handle again once its "
+                      "record expired (DEDUP_TTL); set SOKETI_MAX_AGE to at most half of "
+                      "DEDUP_TTL")
+    soketi_window = 2 * configuration.soketi_max_age
+    if configuration.soketi_secrets and settings.ttl < soketi_window:
+        errors.append("DEDUP_TTL is shorter than twice SOKETI_MAX_AGE (%g s): a soketi "
+                      "webhook verifies that long from the first moment it can, and would run "
+                      "handle again once its record expired; raise DEDUP_TTL or lower "
+                      "SOKETI_MAX_AGE" % soketi_window)
+    return errors
 
 
 def _read_metrics_namespace(environ: Mapping[str, str], errors: list[str]) -> str | None:
