@@ -3,7 +3,8 @@
 No other module reads `os.environ`. The configuration is read on every request, so a change
 takes effect at once, and a broken setting fails every request alike (500 naming the
 variable, never its value): no caller can pick a broken key set with a header. While the
-environment stays the same, the judgement of it is reused, not parsed again (`read`).
+environment stays the same, the judgement of it is reused, not parsed again (`read`). The
+signing keys and app secrets follow the rules in keys.py.
 
 `configuration_errors(environ)` lists every problem at once; `make create`, `make deploy` and
 `make serve` call it before deploying or serving.
@@ -15,6 +16,8 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from . import keys
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
     from collections.abc import Mapping
@@ -22,30 +25,15 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
 
 CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK_TOLERANCE)
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
-MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders are shorter
-MIN_SOKETI_SECRET_LENGTH = 20  # Pusher's app secrets are 20 characters; shorter ones are guessed
 QSTASH_TOKEN_LIFETIME = 300  # seconds from iat to exp in every token QStash signs
 DEDUP_TTL = 7 * 24 * 3600  # seconds a completed message is remembered (DEDUP_TTL); QStash
 # retries for up to about 6 hours by default, and for days with custom retry settings
 DEDUP_TTL_MIN = 3600  # a shorter memory than QStash's retry schedule would run handle twice
 DEDUP_TTL_MAX = 366 * 86400
 
-QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
-SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
-REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
 DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 NAMESPACE_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
-
-# The QStash CLI dev server signs with these published keys, and soketi's default app secret
-# is in its docs: anyone can sign with them, so a deployed function refuses them unless
-# ALLOW_PUBLIC_DEV_KEYS=1 says this is a local test.
-PUBLIC_DEV_KEYS = frozenset({
-    "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r",  # QStash dev server, current
-    "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs",  # QStash dev server, next
-    "app-secret",  # soketi's default SOKETI_DEFAULT_APP_SECRET
-})
-
 
 class DedupSettings:
     """Where the deduplication table is and how to reach it (DEDUP_TABLE is set)."""
@@ -154,9 +142,10 @@ def judge(environ: Mapping[str, str]) -> tuple[Configuration, list[str]]:
     """The configuration of `environ` and every problem with it, judged afresh (see `read`)."""
     configuration = Configuration()
     errors: list[str] = []
-    allow_dev_keys = _read_allow_dev_keys(environ, errors)
-    _read_qstash_keys(environ, allow_dev_keys, configuration, errors)
-    _read_soketi_secrets(environ, allow_dev_keys, configuration, errors)
+    allow_dev_keys = keys.read_allow_dev_keys(environ, errors)
+    configuration.qstash_keys = keys.read_qstash_keys(environ, allow_dev_keys, errors)
+    configuration.soketi_secrets = keys.read_soketi_secrets(environ, allow_dev_keys, errors)
+    configuration.soketi_key = keys.read_soketi_key(environ, errors)
     if not configuration.qstash_keys and not configuration.soketi_secrets and not errors:
         errors.append("QSTASH_CURRENT_SIGNING_KEY is not set (nor SOKETI_SECRET): "
                       "no request can be verified")
@@ -173,83 +162,6 @@ def judge(environ: Mapping[str, str]) -> tuple[Configuration, list[str]]:
     configuration.metrics_namespace = _read_metrics_namespace(environ, errors)
     configuration.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     return configuration, errors
-
-
-def _read_allow_dev_keys(environ: Mapping[str, str], errors: list[str]) -> bool:
-    value = environ.get("ALLOW_PUBLIC_DEV_KEYS", "").lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    errors.append("ALLOW_PUBLIC_DEV_KEYS must be 1 or unset")
-    return False
-
-
-def _read_qstash_keys(environ: Mapping[str, str], allow_dev_keys: bool,
-                      configuration: Configuration, errors: list[str]) -> None:
-    for prefix in _qstash_key_set_prefixes(environ):
-        names = [prefix + "_" + name if prefix else name for name in QSTASH_KEY_NAMES]
-        keys = [environ.get(name, "") for name in names]
-        missing = [name for name, key in zip(names, keys) if not key]
-        if missing:
-            errors.append("%s is not set: QStash keys come in pairs (current and next), "
-                          "copy both from the console" % missing[0])
-            continue
-        for name, key in zip(names, keys):
-            errors += _secret_errors(name, key, MIN_QSTASH_KEY_LENGTH, "QStash key",
-                                     allow_dev_keys)
-        configuration.qstash_keys[prefix] = (keys[0], keys[1])
-
-
-def _qstash_key_set_prefixes(environ: Mapping[str, str]) -> list[str]:
-    """"" for the plain set when either of its keys is set, and each region whose
-    `REGION_QSTASH_..._SIGNING_KEY` is set, in a stable order."""
-    prefixes = set()
-    for name, value in environ.items():
-        if not value:
-            continue
-        if name in QSTASH_KEY_NAMES:
-            prefixes.add("")
-            continue
-        regional = REGIONAL_KEY_NAME.fullmatch(name)
-        if regional:
-            prefixes.add(regional.group(1))
-    return sorted(prefixes)
-
-
-def _read_soketi_secrets(environ: Mapping[str, str], allow_dev_keys: bool,
-                         configuration: Configuration, errors: list[str]) -> None:
-    current_secret = environ.get("SOKETI_SECRET", "")
-    next_secret = environ.get("SOKETI_NEXT_SECRET", "")
-    if next_secret and not current_secret:
-        errors.append("SOKETI_NEXT_SECRET is set but SOKETI_SECRET is not")
-    for name, secret in zip(SOKETI_SECRET_NAMES, (current_secret, next_secret)):
-        if secret:
-            errors += _secret_errors(name, secret, MIN_SOKETI_SECRET_LENGTH,
-                                     "Pusher or soketi app secret", allow_dev_keys)
-            configuration.soketi_secrets.append(secret)
-    soketi_key = environ.get("SOKETI_KEY", "")
-    if soketi_key:
-        errors += _secret_errors("SOKETI_KEY", soketi_key, 1, "app key", allow_dev_keys=True)
-        configuration.soketi_key = soketi_key
-
-
-def _secret_errors(name: str, value: str, min_length: int, kind: str,
-                   allow_dev_keys: bool) -> list[str]:
-    """The rules every key and secret follows, the first one broken; the message never holds
-    the value. A published development key is judged as one (refused, or allowed by
-    ALLOW_PUBLIC_DEV_KEYS=1 whatever its length: soketi's `app-secret` is 10 characters)."""
-    if value != value.strip() or value[:1] in "\"'" or value[-1:] in "\"'":
-        return ["%s has leading or trailing whitespace or quotes: paste the key alone" % name]
-    if value in PUBLIC_DEV_KEYS:
-        if allow_dev_keys:
-            return []
-        return ["%s is a published development key that anyone can sign with; use your own, "
-                "or set ALLOW_PUBLIC_DEV_KEYS=1 for local tests only" % name]
-    if len(value) < min_length:
-        return ["%s is shorter than %d characters: not a real %s (placeholder?)"
-                % (name, min_length, kind)]
-    return []
 
 
 def _destination_url_problem(url: str) -> str | None:

@@ -20,7 +20,7 @@ import pytest
 
 import lambda_function
 from conftest import ROOT
-from signed_webhooks import config
+from signed_webhooks import config, keys
 from split_recording import RELEVANT, comparable_log
 
 RECORDING = ROOT / "tests/fixtures/split-differential.json.gz"
@@ -67,7 +67,7 @@ def short_soketi_secret(record):
 
 def before_short_soketi_secrets(patch):
     """Rule 1 undone: any soketi secret length passes, as at the split."""
-    patch.setattr(config, "MIN_SOKETI_SECRET_LENGTH", 1)
+    patch.setattr(keys, "MIN_SOKETI_SECRET_LENGTH", 1)
 
 
 def assert_refused_for_a_short_secret(got, record, variable):
