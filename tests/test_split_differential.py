@@ -36,8 +36,10 @@ JUDGED_BEFORE_SOKETI = re.compile(
 # change undone, and must then give its recorded answer exactly: the rule changed nothing
 # else. Every record no rule covers must give its recorded answer exactly.
 #
-# Not a rule: message.callback no longer looks at Upstash-Message-Id. No recorded answer
-# depended on it: the recording ran the default handle, which never reads message.callback.
+# Not rules, since no record can show them: message.callback no longer looks at
+# Upstash-Message-Id (the recording ran the default handle, which never reads it), and
+# DEDUP_TTL must outlast a delivery's verifiable window (nothing was recorded with
+# DEDUP_TABLE set).
 
 
 def short_soketi_secret(record):
