@@ -14,7 +14,8 @@ METRICS_NAMESPACE, SOKETI_SECRET) or first used.
 
     module          holds                                              imports
     errors          the exceptions handle raises and the checks raise  -
-    config          every environment variable, judged                 -
+    keys            the signing keys and app secrets, judged           -
+    config          every environment variable, judged                 keys
     node_json *     Node's JSON.stringify, rebuilt (soketi invoke)     errors
     events          event -> Request; answer -> the event's response   errors, node_json
     qstash          verify: the Upstash-Signature token                config, errors

@@ -58,18 +58,20 @@ def _qstash_keys_for(region: str | None, configuration: Configuration) -> tuple[
 
 
 def _expected_destinations(request: Request,
-                           configuration: Configuration) -> list[DestinationURL]:
+                           configuration: Configuration) -> list[str] | DestinationURL:
     """The URLs the token may name: the operator's QSTASH_DESTINATION_URL when set (the event
-    then plays no part), else the URL AWS's own fields give."""
+    then plays no part), else the URL AWS's own fields give (with REST's parsed query)."""
     if configuration.destination_urls:
-        return [DestinationURL(url) for url in configuration.destination_urls]
+        return configuration.destination_urls
     if request.shape in ALB_SHAPES:
         raise Reject(500, "QSTASH_DESTINATION_URL is not set: behind an ALB the Host header "
                      "is the caller's, so the URL QStash signed must be configured")
     if request.url is None:
         raise Reject(400, "the event has no requestContext.domainName (or path), so the URL "
                      "QStash signed cannot be derived: set QSTASH_DESTINATION_URL")
-    return [DestinationURL(request.url, request.query_pairs)]
+    if request.query_pairs is not None:  # REST: the query arrived parsed, not as text
+        return DestinationURL(request.url, request.query_pairs)
+    return [request.url]
 
 
 def _authenticate_soketi(request: Request, configuration: Configuration) -> Message:

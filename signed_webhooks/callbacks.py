@@ -5,10 +5,11 @@ A callback (`Upstash-Callback` at publish time) or failure callback
 JSON body describes another message's delivery. QStash marks it with no header: its docs
 list the same delivery headers for every message, and Upstash's own workflow SDK knows its
 callbacks only by a header it forwards itself (`Upstash-Callback-Forward-...`). So a body
-is a callback only when it has the documented shape: the fields every callback carries,
-every documented field present with QStash's type, both bodies valid base64. Anything
-else, including user JSON that merely has a `sourceMessageId` key, or a callback-like body
-with a broken field, is an ordinary message (README.md, "Callbacks").
+is a callback only when its signed body has the documented shape: the fields every
+callback carries, every documented field present with QStash's type, both bodies valid
+base64. Anything else, including user JSON that merely has a `sourceMessageId` key, or a
+callback-like body with a broken field, is an ordinary message (README.md, "Callbacks").
+No header takes part: all of them are unsigned.
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ import json
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
     from typing import Any
-
-CALLBACK_KEY = b'"sourceMessageId"'  # QStash writes its keys unescaped: a cheap first test
-
 
 class Callback:
     """A QStash callback or failure callback in Python form: `message.callback`.
@@ -92,26 +90,30 @@ class Callback:
             self.is_failure)
 
 
-def parse_callback(headers: dict[str, str], body: bytes) -> Callback | None:
-    """The Callback this verified QStash delivery carries, or None for an ordinary message.
-
-    headers: the request's headers, lowercased names. body: the raw (signed) body. A body
-    without the callback shape, or with one field broken (bad base64, a wrong type), is
-    ordinary: QStash would resend the same signed bytes on every retry, so refusing it could
-    never succeed, and `message.json` still holds all of it for `handle`.
-    """
+def parse_callback(body: bytes | str) -> Callback | None:
+    """The Callback a verified QStash delivery's raw (signed) body carries, or None for an
+    ordinary message. `message.callback` is this, from the parse `message.json` shares."""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
-    if CALLBACK_KEY not in body:
-        return None
     try:
         document = json.loads(body)
-        callback = _callback_from(document)
     except (ValueError, RecursionError):
         return None
-    if callback.source_message_id == headers.get("upstash-message-id"):
-        return None  # a callback is a new message: it cannot describe its own delivery
-    return callback
+    return callback_from_json(document)
+
+
+def callback_from_json(document: Any) -> Callback | None:
+    """The Callback in a parsed signed body, or None when it lacks the callback shape.
+
+    Decided from the body alone: no header takes part, since every header is unsigned and a
+    replayed delivery can carry any. A body with the shape and one field broken (bad base64,
+    a wrong type) is ordinary: QStash would resend the same signed bytes on every retry, so
+    refusing it could never succeed, and `message.json` still holds all of it for `handle`.
+    """
+    try:
+        return _callback_from(document)
+    except ValueError:
+        return None
 
 
 def _callback_from(document: Any) -> Callback:

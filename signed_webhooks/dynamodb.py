@@ -168,7 +168,7 @@ def _safe_message(kind, error):
     return text.splitlines()[0][:200] if text else "(no message)"
 
 
-_idle_connections = []  # kept alive between warm invocations: [(endpoint, Connection)]
+_idle_connections: list[tuple[str, Connection]] = []  # kept alive between warm invocations
 
 
 def dynamodb_request(settings: DedupSettings, operation: str, body: bytes) -> tuple[int, bytes]:

@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
     from .callbacks import Callback
     from .events import Request
 
+# Every callback body has this key, and QStash writes its keys unescaped: a body without
+# these bytes is no callback, and is not parsed to find out.
+CALLBACK_KEY = b'"sourceMessageId"'
+
 
 class Message:
     """A request whose signature checked out: what `handle` receives.
@@ -31,9 +35,9 @@ class Message:
       schedule_id  Upstash-Schedule-Id    region       Upstash-Region
       topic_name   Upstash-Topic-Name     caller_ip    Upstash-Caller-Ip
       forwarded_headers  the publisher's `Upstash-Forward-*` headers, as they arrive
-    Read from the signed body:
-      callback     a Callback (callbacks.py) when this delivery is a QStash callback or
-                   failure callback, else None; the body is read for it on first use
+    Read from the signed body, once, on first use (`json` and `callback` share one parse):
+      callback     a Callback (callbacks.py) when the signed body is a QStash callback or
+                   failure callback, else None; decided from the body alone, never a header
     Delivery is at least once: set DEDUP_TABLE, or deduplicate on message_id yourself.
     """
 
@@ -57,7 +61,8 @@ class Message:
         self.forwarded_headers: dict[str, str] = {}
         if source == "qstash":
             self.forwarded_headers = forwarded_headers(headers)
-        self._json = payload
+        self._json: Any = payload  # soketi: verify_pusher parsed it from the signed bytes
+        self._parsed = payload is not None
         self._callback: Callback | None = None
         self._callback_read = source != "qstash"  # soketi webhooks are never callbacks
 
@@ -67,24 +72,42 @@ class Message:
         return self.body.decode("utf-8", "replace")
 
     @property
-    def callback(self) -> Callback | None:
-        """The QStash callback this delivery carries, or None (read on first use)."""
-        if not self._callback_read:
-            from .callbacks import parse_callback  # only when a handle asks
-
-            self._callback = parse_callback(self.headers, self.body)
-            self._callback_read = True
-        return self._callback
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON (parsed once, on first use)."""
+        if not self._parsed:
+            self._parse_body()
+            if not self._callback_read:  # before handle holds the document and can change it
+                self._read_callback()
+        return self._json
 
     @property
-    def json(self) -> Any:
-        """The body parsed as JSON, or None when it is not JSON."""
-        if self._json is None:
-            try:
-                self._json = json.loads(self.body)
-            except (ValueError, RecursionError):
-                pass
-        return self._json
+    def callback(self) -> Callback | None:
+        """The QStash callback this delivery's signed body carries, or None."""
+        if not self._callback_read:
+            self._read_callback()
+        return self._callback
+
+    def _parse_body(self) -> None:
+        """Parse the signed body, once: None when it is not JSON (or nests too deep)."""
+        self._parsed = True
+        try:
+            self._json = json.loads(self.body)
+        except (ValueError, RecursionError):
+            self._json = None
+
+    def _read_callback(self) -> None:
+        """Decide, once, whether the signed body is a callback: from the body's one parse (the
+        one `json` returns), taken before `handle` has held that document, so nothing handle
+        does to `message.json` changes `message.callback`. A body without CALLBACK_KEY is no
+        callback and is not parsed for one. No header takes part: all are unsigned."""
+        self._callback_read = True
+        if CALLBACK_KEY not in self.body:
+            return
+        if not self._parsed:
+            self._parse_body()
+        from .callbacks import callback_from_json  # only for a body that may be one
+
+        self._callback = callback_from_json(self._json)
 
 
 def header_count(value: str | None) -> int | None:

@@ -30,7 +30,7 @@ if sys.platform != "emscripten":
 VECTORS = json.loads((ROOT / "tests/fixtures/qstash_vectors.json").read_text())["vectors"]
 SIGNED_VECTORS = [v for v in VECTORS if v["current_signing_key"]]
 KEY, NEXT = "sig_TestCurrentKey4f9a2b7c1d", "sig_TestNextKey8e3d6c5b0a"
-SECRET, NEXT_SECRET, APP_KEY = "test-app-secret", "test-app-secret-2", "test-app-key"
+SECRET, NEXT_SECRET, APP_KEY = "test-app-secret-5f1e2d3c", "test-app-next-secret-7a9b", "test-app-key"
 
 
 def pytest_configure(config):

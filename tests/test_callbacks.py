@@ -97,10 +97,10 @@ def test_documented_bodies_are_callbacks_with_every_field_in_python_form(example
     document = dict(example["body"])
     response_body, source_body = node_decoder([document["body"], document["sourceBody"]])
     if source_body["atob"] is None:  # the docs' typo: refused by atob, so by us too
-        assert parse_callback({}, json.dumps(document).encode()) is None
+        assert parse_callback(json.dumps(document).encode()) is None
         document["sourceBody"] = document["body"]
         source_body = response_body
-    callback = parse_callback({}, json.dumps(document).encode())
+    callback = parse_callback(json.dumps(document).encode())
     assert isinstance(callback, Callback)
     for name, attribute in PLAIN_FIELDS.items():
         assert getattr(callback, attribute) == document.get(name)
@@ -116,7 +116,7 @@ def test_documented_bodies_are_callbacks_with_every_field_in_python_form(example
 def test_headers_become_lowercased_lists_whether_sent_as_lists_or_strings():
     body = callback_body(header={"Content-Type": ["text/plain"], "Set-Cookie": ["a=1", "b=2"]},
                          sourceHeader={"Authorization": "Bearer x", "X-Many": ["1", "2"]})
-    callback = parse_callback({}, body)
+    callback = parse_callback(body)
     assert callback.header == {"content-type": ["text/plain"], "set-cookie": ["a=1", "b=2"]}
     assert callback.source_header == {"authorization": ["Bearer x"], "x-many": ["1", "2"]}
 
@@ -125,7 +125,7 @@ def test_fields_qstash_leaves_out_or_sends_empty_are_none_or_zero():
     body = callback_body(retried=None, maxRetries=None, topicName="", endpointName=None,
                          scheduleId=None, callerIP=None, notBefore=None, createdAt=None,
                          dlqId="", header=None, sourceHeader=None, body=None, sourceBody=None)
-    callback = parse_callback({}, body)
+    callback = parse_callback(body)
     assert (callback.retried, callback.max_retries) == (0, 0)  # retried: absent on a first try
     assert callback.topic_name is callback.endpoint_name is callback.schedule_id is None
     assert callback.caller_ip is callback.not_before is callback.created_at is None
@@ -137,7 +137,7 @@ def test_fields_qstash_leaves_out_or_sends_empty_are_none_or_zero():
 @pytest.mark.parametrize("retried, max_retries, last", [(0, 3, False), (2, 3, False),
                                                          (3, 3, True), (0, 0, True)])
 def test_last_attempt_is_retried_equal_to_max_retries(retried, max_retries, last):
-    callback = parse_callback({}, callback_body(retried=retried, maxRetries=max_retries))
+    callback = parse_callback(callback_body(retried=retried, maxRetries=max_retries))
     assert callback.last_attempt is last
 
 
@@ -158,7 +158,7 @@ BODIES = {
 @pytest.mark.parametrize("name", BODIES)
 def test_response_and_source_bodies_are_the_exact_bytes(name):
     raw = BODIES[name]
-    callback = parse_callback({}, callback_body(response_body=raw, source_body=raw[::-1]))
+    callback = parse_callback(callback_body(response_body=raw, source_body=raw[::-1]))
     assert callback.body == raw and type(callback.body) is bytes
     assert callback.source_body == raw[::-1]
 
@@ -166,7 +166,7 @@ def test_response_and_source_bodies_are_the_exact_bytes(name):
 @pytest.mark.parametrize("raw", [b"a", b"ab", b"abc", "é".encode(), b"\xff\xfe"])
 def test_base64_without_padding_is_read_as_javascripts_atob_reads_it(raw):
     unpadded = b64(raw).rstrip("=")
-    callback = parse_callback({}, callback_body(body=unpadded))
+    callback = parse_callback(callback_body(body=unpadded))
     assert callback.body == raw
 
 
@@ -189,7 +189,7 @@ def test_bodies_match_atob_and_the_official_sdks_text(node_decoder):
     answers = node_decoder(texts)
     garbled_by_naive_decoding = 0
     for text, answer in zip(texts, answers):
-        callback = parse_callback({}, callback_body(body=text))
+        callback = parse_callback(callback_body(body=text))
         assert callback.body.hex() == answer["atob"], text
         assert callback.body.decode("utf-8", "replace") == answer["sdk"], text
         garbled_by_naive_decoding += answer["latin1"] != answer["sdk"]
@@ -220,7 +220,7 @@ def test_base64_fields_are_accepted_exactly_when_atob_accepts_them(node_decoder)
     answers = node_decoder(texts)
     accepted = 0
     for text, answer in zip(texts, answers):
-        callback = parse_callback({}, callback_body(body=text))
+        callback = parse_callback(callback_body(body=text))
         if answer["atob"] is None:
             assert callback is None, text
         else:
@@ -231,7 +231,7 @@ def test_base64_fields_are_accepted_exactly_when_atob_accepts_them(node_decoder)
 
 @pytest.mark.parametrize("field", REAL_BODY_FIELDS, ids=lambda f: f["name"])
 def test_the_real_non_ascii_callback_body_decodes_to_the_text_sent(field, node_decoder):
-    callback = parse_callback({}, callback_body(body=field["base64"]))
+    callback = parse_callback(callback_body(body=field["base64"]))
     answer = node_decoder([field["base64"]])[0]
     assert callback.body.decode() == answer["sdk"] == "chinese华语"  # the text in the issue
     assert answer["latin1"] != answer["sdk"]  # the garbled text the issue's reporter saw
@@ -268,20 +268,14 @@ LOOK_ALIKES = {
 
 @pytest.mark.parametrize("name", LOOK_ALIKES)
 def test_a_body_without_the_callback_shape_is_an_ordinary_message(name):
-    assert parse_callback({}, LOOK_ALIKES[name]) is None
-
-
-def test_a_callback_cannot_describe_its_own_delivery():
-    body = callback_body(sourceMessageId="msg_same")
-    assert parse_callback({"upstash-message-id": "msg_same"}, body) is None
-    assert parse_callback({"upstash-message-id": "msg_other"}, body) is not None
+    assert parse_callback(LOOK_ALIKES[name]) is None
 
 
 def test_the_shape_check_rejects_the_look_alikes_because_of_the_broken_field():
     """Each look-alike built from a real callback becomes one again with that field
     restored: the rejection is about the field, not about the whole body."""
-    assert parse_callback({}, callback_body()) is not None
-    assert parse_callback({}, callback_body(body=b64(b"\xfb\xff\xbf"))) is not None
+    assert parse_callback(callback_body()) is not None
+    assert parse_callback(callback_body(body=b64(b"\xfb\xff\xbf"))) is not None
 
 
 # --- End to end through lambda_handler --------------------------------------------------------
@@ -415,3 +409,140 @@ def test_retry_later_zero_means_retry_now(qstash_env, monkeypatch, clock, call):
     response, _ = call(signed_event("rest", b"{}"))
     assert response["headers"]["Retry-After"] == "0"
 
+
+
+# --- Decided by the signed body alone, from the one parse message.json shares ----------------
+
+UNSIGNED_HEADER_SETS = {
+    "none": {},
+    "message id equal to sourceMessageId": {"Upstash-Message-Id": "SOURCE"},
+    "another message id": {"Upstash-Message-Id": "msg_someOtherMessage"},
+    "workflow's callback marker": {
+        "Upstash-Workflow-Callback": "true", "Upstash-Message-Id": "SOURCE"},
+}
+
+
+@pytest.mark.parametrize("headers", UNSIGNED_HEADER_SETS.values(), ids=UNSIGNED_HEADER_SETS)
+@pytest.mark.parametrize("signed", ["callback", "ordinary"])
+def test_no_unsigned_header_changes_whether_a_delivery_is_a_callback(signed, headers, qstash_env,
+                                                                     clock, call, received):
+    """Anyone can replay a signed delivery with other headers: whatever they are, a signed
+    callback body is a callback and any other body is not. Upstash-Message-Id equal to the
+    body's sourceMessageId used to switch a callback off."""
+    clock(T0 + 1)
+    source = "msg_26hZCxZCuWyyTWPmSVBrNC1RADwpgWQc"
+    body = callback_body(sourceMessageId=source) if signed == "callback" else \
+        json.dumps({"sourceMessageId": source, "order": 42}).encode()
+    extra = {name: source if value == "SOURCE" else value for name, value in headers.items()}
+    response, log = call(signed_event("function-url", body, extra,
+                                      message_id=extra.get("Upstash-Message-Id")))
+    assert response["statusCode"] == 200, log
+    callback = received[0].callback
+    if signed == "callback":
+        assert callback is not None and callback.source_message_id == source
+    else:
+        assert callback is None
+
+
+ORDERS = {
+    "json": ["json"], "callback": ["callback"], "json, then callback": ["json", "callback"],
+    "callback, then json": ["callback", "json"],
+    "each twice": ["callback", "json", "json", "callback"],
+}
+BODY_KINDS = {
+    "a callback": callback_body(),
+    "a failure callback": callback_body(dlqId="1725323658779-0"),
+    "JSON with the key, not the shape": b'{"sourceMessageId": "msg_1", "order": 42}',
+    "JSON without the key": b'{"order": 42}',
+    "not JSON, with the key": b'"sourceMessageId" but not JSON',
+    "not JSON": b"plain text, not JSON",
+    "empty": b"",
+}
+
+
+@pytest.fixture
+def body_parses(monkeypatch):
+    """parses(body): how many times the standard library's JSON decoder has read the text of
+    `body` (a UTF-8 body: json.loads hands the decoder its text), however it was called."""
+    import json.decoder
+    counts = {}
+    raw_decode = json.decoder.JSONDecoder.raw_decode
+
+    def counting(self, text, *args, **kwargs):
+        counts[text] = counts.get(text, 0) + 1
+        return raw_decode(self, text, *args, **kwargs)
+    monkeypatch.setattr(json.decoder.JSONDecoder, "raw_decode", counting)
+    return lambda body: counts.get(body.decode(), 0)
+
+
+@pytest.mark.parametrize("order", ORDERS.values(), ids=ORDERS)
+@pytest.mark.parametrize("kind", BODY_KINDS)
+def test_the_body_is_parsed_at_most_once_whichever_is_read_first(kind, order, qstash_env,
+                                                                 monkeypatch, clock, call,
+                                                                 body_parses):
+    """message.json and message.callback share one parse of the signed body (a 6.3 MB body
+    parsed twice doubles its peak), made on first use; message.callback alone parses
+    nothing when the body cannot be a callback (QStash writes `"sourceMessageId"` as is)."""
+    body = BODY_KINDS[kind]
+    answers = {}
+
+    def handle(message):
+        for name in order:
+            answers.setdefault(name, []).append(getattr(message, name))
+        return {"ok": True}
+    monkeypatch.setattr(lambda_function, "handle", handle)
+    clock(T0 + 1)
+    response, log = call(signed_event("function-url", body))
+    assert response["statusCode"] == 200, log
+    expected = 1
+    if order == ["callback"] and b'"sourceMessageId"' not in body:
+        expected = 0
+    assert body_parses(body) == expected
+    for name, values in answers.items():  # every read gives the same object
+        assert all(value is values[0] for value in values), name
+    if "callback" in answers:
+        assert (answers["callback"][0] is not None) is kind.endswith("callback")
+
+
+@pytest.mark.parametrize("order", [["json", "callback"], ["callback", "json"]],
+                         ids=["json first", "callback first"])
+def test_message_json_and_message_callback_hold_the_same_parsed_values(order, qstash_env,
+                                                                       monkeypatch, clock,
+                                                                       call):
+    """One parse, shared: the callback's strings are the very objects message.json holds."""
+    seen = {}
+
+    def handle(message):
+        for name in order:
+            seen[name] = getattr(message, name)
+        return {"ok": True}
+    monkeypatch.setattr(lambda_function, "handle", handle)
+    clock(T0 + 1)
+    source = "msg_26hZCxZCuWyyTWPmSVBrNC1RADwpgWQc"
+    response, _ = call(signed_event("function-url", callback_body(sourceMessageId=source)))
+    assert response["statusCode"] == 200
+    assert seen["callback"].source_message_id == source
+    assert seen["callback"].source_message_id is seen["json"]["sourceMessageId"]
+    assert seen["callback"].url is seen["json"]["url"]
+
+
+def test_the_callback_is_the_signed_body_even_after_handle_changed_message_json(
+        qstash_env, monkeypatch, clock, call):
+    """message.json is handle's to change; message.callback still says what was signed."""
+    seen = {}
+
+    def handle(message):
+        document = message.json
+        document["status"] = "not a status"
+        document["sourceMessageId"] = "msg_changedByHandle"
+        del document["url"]
+        seen["callback"] = message.callback
+        return {"ok": True}
+    monkeypatch.setattr(lambda_function, "handle", handle)
+    clock(T0 + 1)
+    body = callback_body(sourceMessageId="msg_signed")
+    response, _ = call(signed_event("function-url", body))
+    assert response["statusCode"] == 200
+    callback = seen["callback"]
+    assert callback is not None and callback.source_message_id == "msg_signed"
+    assert callback.status == json.loads(body)["status"] and callback.url

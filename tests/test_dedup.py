@@ -19,7 +19,7 @@ import lambda_function as lf
 from signed_webhooks import dynamodb
 from signed_webhooks.config import DEDUP_TTL
 from signed_webhooks.node_json import node_json
-from conftest import KEY, NEXT, ROOT, need
+from conftest import KEY, NEXT, ROOT, SECRET, need
 from signer import sign_pusher
 
 URL = "https://hooks.example.com/dedup"
@@ -54,7 +54,7 @@ def dedup_env(peer, monkeypatch):
     for name, value in {**DUMMY, "AWS_ENDPOINT_URL": peer.endpoint, "DEDUP_TABLE": "dedup",
                         "QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT,
                         "QSTASH_URL": URL, "QSTASH_DESTINATION_URL": URL,
-                        "SOKETI_SECRET": "test-app-secret"}.items():
+                        "SOKETI_SECRET": SECRET}.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_SESSION_TOKEN", "DEDUP_TTL"):
         monkeypatch.delenv(name, raising=False)
@@ -288,7 +288,7 @@ def test_a_replay_of_a_token_whose_handle_failed_does_not_run_it(dedup_env, call
 def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, effects):
     body = json.dumps({"time_ms": int(time.time() * 1000),
                        "events": [{"name": "channel_occupied", "channel": new_id()}]}).encode()
-    headers = {"X-Pusher-Key": "k", "X-Pusher-Signature": sign_pusher("test-app-secret", body),
+    headers = {"X-Pusher-Key": "k", "X-Pusher-Signature": sign_pusher(SECRET, body),
                "Content-Type": "application/json"}
     event = ev.function_url(url=URL, headers=headers, body=body)
     status, first, log = deliver(call, event)
@@ -298,7 +298,7 @@ def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, ef
     assert status == 200 and again["body"] == first["body"] and log["dedup"] == "duplicate"
     assert dedup_env.total() == duplicate_cost(dedup_env, 1)
     invoke = {"payload": json.loads(body), "headers": {
-        "X-Pusher-Signature": sign_pusher("test-app-secret", node_json(json.loads(body)))}}
+        "X-Pusher-Signature": sign_pusher(SECRET, node_json(json.loads(body)))}}
     assert deliver(call, invoke)[0] == 200
     assert deliver(call, invoke)[2]["dedup"] == "duplicate"
     assert effects == ["soketi", "soketi"]  # the HTTP webhook once, the direct invocation once

@@ -169,7 +169,7 @@ def test_create_lists_every_problem_at_once(aws_env, role):
     fixes is enough."""
     from signed_webhooks.config import configuration_errors
     broken = {"QSTASH_CURRENT_SIGNING_KEY": "sig_short", "QSTASH_NEXT_SIGNING_KEY": NEXT,
-              "SOKETI_NEXT_SECRET": "a-second-secret", "QSTASH_CLOCK_TOLERANCE": "soon",
+              "SOKETI_NEXT_SECRET": "a-second-secret-of-20-characters", "QSTASH_CLOCK_TOLERANCE": "soon",
               "METRICS_NAMESPACE": "AWS/Mine"}
     problems = configuration_errors(broken)
     assert len(problems) == 4

@@ -98,7 +98,7 @@ def test_import_and_every_sample_event_raise_no_warning(version):
                               "QSTASH_CURRENT_SIGNING_KEY": "sig_VersionsCurrentKey012345",
                               "QSTASH_NEXT_SIGNING_KEY": "sig_VersionsNextKey0123456789",
                               "QSTASH_DESTINATION_URL": "https://hooks.example.com/hooks/qstash",
-                              "SOKETI_SECRET": "s"})
+                              "SOKETI_SECRET": "versions-app-secret-0123"})
     assert run.returncode == 0, run.stderr[-3000:]
     answered = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("[")]
     assert len(answered) == len(list((ROOT / "events").glob("*.json"))) > 0

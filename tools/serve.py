@@ -42,9 +42,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import build_zip  # noqa: E402  (before your code's folder is on the path: never one of yours)
 import lambda_events  # noqa: E402
-from signed_webhooks.config import PUBLIC_DEV_KEYS, configuration_errors  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
+
+from signed_webhooks.config import configuration_errors  # noqa: E402
+from signed_webhooks.keys import PUBLIC_DEV_KEYS  # noqa: E402
 
 sys.dont_write_bytecode = True  # Lambda's /var/task is read-only: code is compiled from source
 sys.pycache_prefix = str(ROOT / "build" / "serve-no-bytecode")  # and no cached .pyc is read

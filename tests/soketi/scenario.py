@@ -21,7 +21,7 @@ SERVE, SOKETI, RIE, RUNTIME_API, INVOKE = 3000, 6001, 9001, 9002, 9003
 EVENTS = ["channel_occupied", "channel_vacated", "member_added", "member_removed",
           "client_event"]
 APPS = [  # app-1 shares the handler's secret; app-2 signs with another one
-    {"id": "app-1", "key": "app-key-1", "secret": "secret-1"},
+    {"id": "app-1", "key": "app-key-1", "secret": "app-1-secret-0123456789"},
     {"id": "app-2", "key": "app-key-2", "secret": "not-the-handlers-secret"},
 ]
 
@@ -65,7 +65,7 @@ def main():
     root, soketi_dir, rie, task = sys.argv[1:5]
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     work = tempfile.mkdtemp()
-    handler_env = {"PATH": os.environ["PATH"], "SOKETI_SECRET": "secret-1"}
+    handler_env = {"PATH": os.environ["PATH"], "SOKETI_SECRET": APPS[0]["secret"]}
     logs = {name: open(os.path.join(work, name + ".log"), "w+")
             for name in ("serve", "lambda", "soketi", "client")}
     apps = [{**app, "enableClientMessages": True, "enabled": True, "maxConnections": -1,

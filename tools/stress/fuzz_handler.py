@@ -19,7 +19,8 @@ with atheris.instrument_imports():
 SAMPLES = [json.loads(p.read_text()) for p in sorted((ROOT / "events").glob("*.json"))]
 os.environ.update(QSTASH_CURRENT_SIGNING_KEY="sig_SampleCurrentKeyForTheEventsFolder",
                   QSTASH_NEXT_SIGNING_KEY="sig_SampleNextKeyForTheEventsFolder",
-                  SOKETI_SECRET="app-secret", SOKETI_KEY="app-key")
+                  SOKETI_SECRET="sample-app-secret-for-the-events-folder",
+                  SOKETI_KEY="sample-app-key")  # the samples' own (tools/make_events.py)
 
 
 def never(message):
