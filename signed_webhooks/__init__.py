@@ -26,10 +26,14 @@ METRICS_NAMESPACE, SOKETI_SECRET) or first used.
                                                                        qstash, pusher, message
     answers         handle's outcome -> Answer                         errors, message
     store *         the deduplication store's five operations          -
-    dedup *         run once: records, leases, states                  errors, config, message,
-                                                                       answers, store
+    records *       dedup records: keys, what they hold, lifetimes     errors, message, answers,
+                                                                       store
+    dedup *         run once: the protocol's steps, leases, deadline   config, message, answers,
+                                                                       store, records
     sigv4 *         AWS Signature Version 4                            -
-    dynamodb *      the store on a DynamoDB table, its HTTP client     config, store, sigv4
+    transport *     one HTTP/1.1 request that ends by a deadline       -
+    dynamodb *      the store on a DynamoDB table                      config, store, sigv4,
+                                                                       transport
     metrics *       CloudWatch EMF fields for the log line             -
     pipeline        read -> configure -> authenticate -> run once ->   config, errors, events,
                     handle -> respond -> log                           message, authenticate,

@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
     from collections.abc import Mapping
     from typing import Any
+    from urllib.parse import SplitResult
 
 CLOCK_TOLERANCE = 5  # seconds of skew allowed on exp, nbf and iat (QSTASH_CLOCK_TOLERANCE)
 SOKETI_MAX_AGE = 300  # seconds soketi's time_ms may be off, as Pusher's SDK (SOKETI_MAX_AGE)
@@ -32,11 +33,17 @@ DEDUP_TTL_MIN = 3600  # a shorter memory than QStash's retry schedule would run 
 DEDUP_TTL_MAX = 366 * 86400
 
 DEDUP_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+ENDPOINT_NAMES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL")  # the SDKs' order
+ENDPOINT_RULE = (" must be https://host[:port] (http:// only to a loopback address, for a local "
+                 "store), without path, query, fragment or user name")
+ENDPOINT_HOST = re.compile(r"[a-z0-9._:-]+")  # a DNS name, or an IP address without brackets
 NAMESPACE_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
 
 class DedupSettings:
-    """Where the deduplication table is and how to reach it (DEDUP_TABLE is set)."""
+    """Where the deduplication table is and how to reach it (DEDUP_TABLE is set). endpoint:
+    the URL, checked and taken apart, or None when the endpoint variable in use is refused
+    (`endpoint_problem` then names it)."""
 
     def __init__(self, environ: Mapping[str, str], table: str, ttl: int) -> None:
         self.table = table
@@ -45,12 +52,48 @@ class DedupSettings:
         # the AWS SDKs' own (AWS_ENDPOINT_URL_DYNAMODB first), for local stores.
         self.region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or \
             "us-east-1"
-        endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB") or \
-            environ.get("AWS_ENDPOINT_URL") or "https://dynamodb.%s.amazonaws.com" % self.region
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoint: SplitResult | None = urlsplit("https://dynamodb.%s.amazonaws.com"
+                                                     % self.region)
+        self.endpoint_problem: str | None = None
+        for name in ENDPOINT_NAMES:  # the first one set is the one in use
+            if environ.get(name):
+                self.endpoint = checked_endpoint(environ[name])
+                if self.endpoint is None:
+                    self.endpoint_problem = name + ENDPOINT_RULE
+                break
         self.access_key_id = environ.get("AWS_ACCESS_KEY_ID")
         self.secret_access_key = environ.get("AWS_SECRET_ACCESS_KEY")
         self.session_token = environ.get("AWS_SESSION_TOKEN")
+
+
+def checked_endpoint(url: str) -> SplitResult | None:
+    """The URL's parts, or None when ENDPOINT_RULE refuses it. The scheme is compared
+    without case (`HTTPS://` is TLS); plain http would carry the session token in clear
+    text, so it may only reach this machine."""
+    try:
+        parts = urlsplit(url)  # lowercases the scheme and the host
+        if parts.port == 0:  # reading the port raises ValueError when it is out of range
+            return None
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not ENDPOINT_HOST.fullmatch(host):
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        return None
+    if parts.scheme == "http" and not _is_loopback(host):
+        return None
+    return parts
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    import ipaddress  # only when an endpoint variable asks for plain http
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class Configuration:
@@ -209,7 +252,10 @@ def _read_dedup(environ: Mapping[str, str], errors: list[str]) -> DedupSettings 
                           % (DEDUP_TTL_MIN, DEDUP_TTL_MAX))
     if not table:
         return None
-    return DedupSettings(environ, table, ttl)
+    settings = DedupSettings(environ, table, ttl)
+    if settings.endpoint_problem:
+        errors.append(settings.endpoint_problem)
+    return settings
 
 
 def _dedup_window_errors(configuration: Configuration) -> list[str]:

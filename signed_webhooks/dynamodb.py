@@ -3,10 +3,10 @@
 Imported only when DEDUP_TABLE is set. The table: partition key `id` (a string), TTL
 attribute `expires_at`. The requests go to DynamoDB's JSON API (POST /, X-Amz-Target),
 signed with Signature Version 4 (sigv4.py) from the credentials and region Lambda sets
-(config.py reads them), as HTTP/1.1 over a socket (TLS for https, verified against the
-system's CA certificates), kept alive across warm invocations. Endpoint:
-AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL (the SDKs' convention), else
-https://dynamodb.<region>.amazonaws.com.
+(config.py reads them, and checks the endpoint), over HTTP/1.1 (transport.py: http.client,
+TLS for https, kept alive across warm invocations). Every request ends by its deadline: the
+protocol's (the invocation's end, less a margin) or REQUEST_SECONDS, whichever comes first.
+Any failure, whatever its type, is a StoreError.
 
 A failed condition returns the item that failed it (ReturnValuesOnConditionCheckFailure),
 saving a read; dynalite ignores that option, so the protocol then reads the record. No
@@ -14,9 +14,11 @@ credential, token or signature ever reaches a log line or an exception's text.
 """
 from __future__ import annotations
 
+import http.client
 import json
-import socket
+import time
 
+from . import transport
 from .sigv4 import Credentials, sign_post
 from .store import ConditionFailedError, Store, StoreError
 
@@ -29,7 +31,8 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
-TIMEOUT = 2.0  # seconds for connecting and for each answer; DynamoDB answers in ms
+REQUEST_SECONDS = 2.0  # the most one request may take, connecting included; DynamoDB answers
+# in milliseconds. The invocation's deadline may cut it shorter.
 OWNED_IN_PROGRESS = "#owner = :me AND #state = :in_progress"
 OWNER_AND_STATE = {"#state": "state", "#owner": "owner"}
 
@@ -40,17 +43,19 @@ class DynamoDBStore(Store):
     def __init__(self, settings: DedupSettings) -> None:
         self.settings = settings
 
-    def put_if_absent(self, record: Record, now_s: int) -> None:
-        self.put(record, "attribute_not_exists(id) OR expires_at < :now", {":now": now_s})
+    def put_if_absent(self, record: Record, now_s: int, deadline: float) -> None:
+        self.put(record, "attribute_not_exists(id) OR expires_at < :now", {":now": now_s},
+                 None, deadline)
 
-    def put_unless_held(self, record: Record, now_s: int, now_ms: int) -> Record | None:
+    def put_unless_held(self, record: Record, now_s: int, now_ms: int,
+                        deadline: float) -> Record | None:
         condition = ("attribute_not_exists(id) OR expires_at < :now_s OR "
                      "(#state = :in_progress AND lease_until < :now_ms)")
         values = {":now_s": now_s, ":now_ms": now_ms, ":in_progress": "in_progress"}
-        return self.put(record, condition, values, names={"#state": "state"})
+        return self.put(record, condition, values, {"#state": "state"}, deadline)
 
-    def complete(self, key: str, owner: str, answer: str, status: int,
-                 expires_at: int) -> None:
+    def complete(self, key: str, owner: str, answer: str, status: int, expires_at: int,
+                 deadline: float) -> None:
         update = ("SET #state = :completed, answer = :answer, #status = :status, "
                   "expires_at = :expires REMOVE lease_until")
         values = {":completed": "completed", ":answer": answer, ":status": status,
@@ -58,33 +63,51 @@ class DynamoDBStore(Store):
         names = {**OWNER_AND_STATE, "#status": "status"}
         fields = {"Key": {"id": {"S": key}}, "UpdateExpression": update,
                   **_condition(OWNED_IN_PROGRESS, values, names)}
-        self.call("UpdateItem", fields)
+        self.request("UpdateItem", fields, deadline)
 
-    def release(self, key: str, owner: str) -> None:
+    def release(self, key: str, owner: str, deadline: float) -> None:
         values = {":me": owner, ":in_progress": "in_progress"}
         fields = {"Key": {"id": {"S": key}},
                   **_condition(OWNED_IN_PROGRESS, values, OWNER_AND_STATE)}
-        self.call("DeleteItem", fields)
+        self.request("DeleteItem", fields, deadline)
 
-    def get(self, key: str) -> Record | None:
-        answer = self.call("GetItem", {"Key": {"id": {"S": key}}, "ConsistentRead": True})
-        return _record(answer.get("Item"))
+    def get(self, key: str, deadline: float) -> Record | None:
+        fields = {"Key": {"id": {"S": key}}, "ConsistentRead": True}
+        return self.request("GetItem", fields, deadline, "Item")
 
     def put(self, record: Record, condition: str, values: dict[str, Any],
-            names: dict[str, str] | None = None) -> Record | None:
+            names: dict[str, str] | None, deadline: float) -> Record | None:
         """PutItem if `condition` holds; returns the item it replaced, or None."""
         item = {name: _to_dynamo(value) for name, value in record.items()}
-        answer = self.call("PutItem", {"Item": item, **_condition(condition, values, names),
-                                       "ReturnValues": "ALL_OLD"})
-        return _record(answer.get("Attributes"))
+        fields = {"Item": item, **_condition(condition, values, names), "ReturnValues": "ALL_OLD"}
+        return self.request("PutItem", fields, deadline, "Attributes")
 
-    def call(self, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """One DynamoDB request; its JSON answer. ConditionFailedError or StoreError
-        otherwise."""
+    def request(self, operation: str, fields: dict[str, Any], deadline: float,
+                returned: str | None = None) -> Record | None:
+        """One DynamoDB request; the record in its answer's `returned` member, or None.
+        ConditionFailedError, or StoreError for any other failure, whatever its type: an
+        answer that is not JSON, a length no memory holds, a bug. The caller's answer may
+        depend on it (after `handle`, QStash must get handle's answer)."""
+        try:
+            answer = self.call(operation, fields, deadline)
+            if returned is None:
+                return None
+            return _record(answer.get(returned))
+        except (ConditionFailedError, StoreError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise StoreError("%s: the answer could not be read (%s)"
+                             % (operation, type(exc).__name__)) from None
+
+    def call(self, operation: str, fields: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """One DynamoDB request; its JSON answer."""
         body = json.dumps({"TableName": self.settings.table, **fields}).encode()
-        status, answer = dynamodb_request(self.settings, operation, body)
+        status, answer = dynamodb_request(self.settings, operation, body, deadline)
         if status == 200:
-            return json.loads(answer)
+            parsed = json.loads(answer)
+            if not isinstance(parsed, dict):
+                raise StoreError("%s: the answer is not a JSON object" % operation)
+            return parsed
         error = _error_fields(answer)
         kind = str(error.get("__type", "")).rpartition("#")[2] or "HTTP %d" % status
         if kind == "ConditionalCheckFailedException":
@@ -112,9 +135,12 @@ def _to_dynamo(value: str | int) -> dict[str, str]:
 
 
 def _from_dynamo(attribute: dict[str, str]) -> str | int:
-    """A typed value back: {"S": "x"} -> "x", {"N": "7"} -> 7."""
+    """A typed value back: {"S": "x"} -> "x", {"N": "7"} -> 7; ValueError for anything
+    else (the records hold only these)."""
     if "N" in attribute:
         return int(attribute["N"])
+    if not isinstance(attribute.get("S"), str):
+        raise ValueError("an attribute of a type the records never hold")
     return attribute["S"]
 
 
@@ -133,20 +159,21 @@ def signed_headers(settings: DedupSettings, operation: str, body: bytes,
                          "AWS_SECRET_ACCESS_KEY)")
     credentials = Credentials(settings.access_key_id, settings.secret_access_key,
                               settings.session_token)
-    headers = {"content-type": CONTENT_TYPE, "host": _host_header(settings.endpoint),
+    headers = {"content-type": CONTENT_TYPE, "host": address(settings).host_header,
                "x-amz-target": TARGET_PREFIX + operation}
     return sign_post(headers, body, settings.region, "dynamodb", credentials, now)
 
 
-def _host_header(endpoint: str) -> str:
-    """The Host header for an endpoint URL: its host, with the port unless it is the default."""
-    scheme, _, rest = endpoint.partition("://")
-    host = rest.split("/")[0]
-    default = ":443" if scheme == "https" else ":80"
-    return host[:-len(default)] if host.endswith(default) else host
+def address(settings: DedupSettings) -> transport.Address:
+    """Where the requests go: the endpoint config.py checked (https, or http to this
+    machine), taken apart."""
+    endpoint = settings.endpoint
+    if endpoint is None or not endpoint.hostname:
+        raise StoreError("the endpoint variable is refused (see the configuration)")
+    return transport.Address(endpoint.scheme == "https", endpoint.hostname, endpoint.port)
 
 
-def _error_fields(answer):
+def _error_fields(answer: bytes) -> dict[str, Any]:
     """{"__type", "message"} from an error answer: DynamoDB's JSON, or the XML that some
     gateways in front of it answer with (<Code>, <Message>)."""
     try:
@@ -156,125 +183,36 @@ def _error_fields(answer):
         code = text.partition("<Code>")[2].partition("</Code>")[0]
         message = text.partition("<Message>")[2].partition("</Message>")[0]
         return {"__type": code, "message": message}
-    return error if isinstance(error, dict) else {}
+    if isinstance(error, dict):
+        return error
+    return {}
 
 
-def _safe_message(kind, error):
+def _safe_message(kind: str, error: dict[str, Any]) -> str:
     """DynamoDB's error message, unless it is about the signature or the credentials (those
     can echo the canonical request, and with it the session token)."""
     if any(word in kind for word in ("Signature", "Token", "Client", "Credential", "Auth")):
         return "(message withheld: it is about the credentials)"
     text = str(error.get("message") or error.get("Message") or "")
-    return text.splitlines()[0][:200] if text else "(no message)"
+    if not text:
+        return "(no message)"
+    return text.splitlines()[0][:200]
 
 
-_idle_connections: list[tuple[str, Connection]] = []  # kept alive between warm invocations
-
-
-def dynamodb_request(settings: DedupSettings, operation: str, body: bytes) -> tuple[int, bytes]:
-    """POST one signed JSON-API request; (HTTP status, answer bytes). A broken connection is
-    tried once more on a new one (the protocol recognises its own applied writes); a
-    timeout is not (waiting twice would be too long)."""
-    endpoint = settings.endpoint
+def dynamodb_request(settings: DedupSettings, operation: str, body: bytes,
+                     deadline: float) -> tuple[int, bytes]:
+    """POST one signed JSON-API request; (HTTP status, answer bytes), by `deadline` at the
+    latest, and REQUEST_SECONDS from now. A broken connection or a cut answer is tried once
+    more, on a new connection, by the same deadline (the protocol recognises its own applied
+    writes); after a timeout, that deadline has passed."""
     headers = signed_headers(settings, operation, body)
-    head = "POST / HTTP/1.1\r\n" + "".join("%s: %s\r\n" % item for item in headers.items())
-    message = (head + "content-length: %d\r\n\r\n" % len(body)).encode() + body
+    deadline = min(deadline, time.monotonic() + REQUEST_SECONDS)
     for attempt in (1, 2):
-        connection = None
         try:
-            connection = _take_connection(endpoint, socket)
-            status, answer, keep_alive = connection.exchange(message)
-        except (OSError, ValueError) as exc:
-            if connection is not None:
-                connection.close()
-            if attempt == 2 or isinstance(exc, socket.timeout):
-                raise StoreError("%s could not reach DynamoDB (%s)" % (
-                    operation, type(exc).__name__)) from None
-            continue
-        if keep_alive:
-            _idle_connections.append((endpoint, connection))
-        else:
-            connection.close()
-        return status, answer
+            return transport.post(address(settings), headers, body, deadline)
+        except Exception as exc:  # noqa: BLE001 - every failure is a StoreError
+            if attempt == 1 and isinstance(exc, (OSError, http.client.HTTPException)):
+                continue
+            raise StoreError("%s failed on its way (%s)" % (operation, type(exc).__name__)
+                             ) from None
     raise AssertionError("the loop above returns or raises")
-
-
-def _take_connection(endpoint, socket):
-    """An idle kept-alive connection to `endpoint`, or a new one."""
-    while _idle_connections:
-        idle_endpoint, connection = _idle_connections.pop()
-        if idle_endpoint == endpoint:
-            return connection
-        connection.close()
-    return Connection(endpoint, socket)
-
-
-_tls: list[Any] = []  # one ssl context per process: loading the CA certificates is the slow part
-
-
-class Connection:
-    """One HTTP/1.1 connection (TLS for https) to the DynamoDB endpoint: a request is sent
-    as one write, the answer read by its Content-Length (or chunks, or until closed)."""
-
-    def __init__(self, endpoint, socket):
-        scheme, _, host_port = endpoint.partition("://")
-        host, _, port = host_port.partition("/")[0].rpartition(":")
-        if not host or not port.isdigit():  # no port in the URL
-            host, port = host_port.partition("/")[0], "443" if scheme == "https" else "80"
-        raw = socket.create_connection((host.strip("[]"), int(port)), TIMEOUT)
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":
-                import ssl
-                if not _tls:
-                    _tls.append(ssl.create_default_context())
-                raw = _tls[0].wrap_socket(raw, server_hostname=host.strip("[]"))
-        except OSError:
-            raw.close()
-            raise
-        self.socket, self.reader = raw, raw.makefile("rb")
-
-    def exchange(self, message):
-        """(status, body, whether the connection stays open) for one request."""
-        self.socket.sendall(message)
-        status_line = self.reader.readline(1024)
-        version, status, _ = (status_line.decode("latin-1") + "  ").split(" ", 2)
-        if not version.startswith("HTTP/1.") or not status.isdigit():
-            raise ValueError("not an HTTP/1.x answer")
-        fields = {}
-        while True:
-            line = self.reader.readline(8192)
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            fields[name.strip().lower()] = value.strip()
-        keep_alive = fields.get("connection", "").lower() != "close" and \
-            version == "HTTP/1.1"
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            body = self._chunks()
-        elif "content-length" in fields:
-            body = self._exactly(int(fields["content-length"]))
-        else:
-            body, keep_alive = self.reader.read(), False
-        return int(status), body, keep_alive
-
-    def _exactly(self, size):
-        body = self.reader.read(size)
-        if len(body) != size:
-            raise ValueError("the answer ended early")
-        return body
-
-    def _chunks(self):
-        parts: list[bytes] = []
-        while True:
-            size = int(self.reader.readline(1024).split(b";")[0], 16)
-            if size == 0:
-                while self.reader.readline(8192) not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields
-                return b"".join(parts)
-            parts.append(self._exactly(size))
-            self.reader.readline(1024)
-
-    def close(self):
-        self.reader.close()
-        self.socket.close()

@@ -101,7 +101,9 @@ def run_once(message: Message, context: Any, handle: Handle,
     from . import dedup, dynamodb
 
     store = dynamodb.DynamoDBStore(settings)
-    return dedup.run_once(message, context, produce_answer, settings, store)
+    return dedup.run_once(message, context, produce_answer, settings, store,
+                          clock_tolerance=configuration.clock_tolerance,
+                          soketi_max_age=configuration.soketi_max_age)
 
 
 def log_line(answer: Answer, shape: str, request: Request | None, message: Message | None,

@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import threading
+import time
 
 from conftest import ROOT, need
 from peers import free_port, npm_install, running
@@ -85,25 +86,72 @@ def item(endpoint, key, table=TABLE):
                                       ConsistentRead=True).get("Item")
     if found is None:
         return None
-    return {name: int(v["N"]) if "N" in v else v["S"] for name, v in found.items()}
+    return _plain(found)
+
+
+def items(endpoint, prefix="", table=TABLE):
+    """Every record whose key starts with `prefix`, as botocore scans them (consistent)."""
+    found = []
+    start = {}
+    while True:
+        page = client(endpoint).scan(TableName=table, ConsistentRead=True, **start)
+        found += [_plain(record) for record in page["Items"]
+                  if record["id"]["S"].startswith(prefix)]
+        if "LastEvaluatedKey" not in page:
+            return found
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def message_record(endpoint, message_id):
+    """The one message record filed under `message_id` (its key also names the signed body
+    and URL), or None."""
+    found = items(endpoint, "qstash:message:" + message_id + ":")
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def _plain(record):
+    return {name: int(v["N"]) if "N" in v else v["S"] for name, v in record.items()}
+
+
+# Answers a broken store might send, in place of forwarding the request (raw HTTP/1.1).
+GARBAGE = {
+    "not_json": b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n<html>busy</html>\r\n",
+    "length_1e20": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**20,
+    "length_1e12": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**12,
+    "chunk_2e80": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n{}" % 2**80,
+    "json_of_2_mb": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s{}" % (
+        2**21 + 2, b" " * 2**21),  # valid JSON, but no answer of DynamoDB's is that long
+}
 
 
 class Proxy:
     """An HTTP proxy in front of a DynamoDB peer, on loopback. It counts the requests by
-    operation (an independent count of round trips), can serialize them (moto's threaded
-    server does not make a conditional write atomic), and can inject faults with probability
-    `fault_rate`: a throttling answer, a 500, a connection closed before forwarding, or a
-    connection closed AFTER forwarding (the write applied, its answer lost)."""
+    operation (an independent count of round trips) and notes when each arrived, can
+    serialize them (moto's threaded server does not make a conditional write atomic), and
+    can inject faults with probability `fault_rate`: a throttling answer, a 500, a connection
+    closed before forwarding, or a connection closed AFTER forwarding (the write applied,
+    its answer lost).
+
+    `plan(operation, *faults)` scripts the next requests of one operation instead, in order:
+    those four, "pass" (none), one of GARBAGE (answered instead of forwarding), or, after
+    forwarding (the write applied): "trickle" (the answer one byte every `trickle_seconds`),
+    "continue" (a `100 Continue` first), "folded" (Content-Length folded onto a second line),
+    "stale" (a second, forged `200 {}` answer right behind the real one), "stale_later" (the
+    same, 50 ms after it)."""
 
     FAULTS = ("throttle", "server_error", "drop_before", "drop_after")
 
     def __init__(self, upstream, serialize=False, fault_rate=0.0, seed=1, tls=None,
-                 framing="length"):
+                 framing="length", trickle_seconds=0.05):
         self.upstream = upstream.partition("://")[2]
         self.counts, self.faults = {}, {name: 0 for name in self.FAULTS}
         self.fault_rate, self.random = fault_rate, random.Random(seed)
         self.lock, self.serial = threading.Lock(), threading.Lock() if serialize else None
         self.connections = threading.local()
+        self.script = {}  # operation: the faults its next requests meet
+        self.arrivals = []  # (operation, time.monotonic()) of each request
+        self.trickle_seconds = trickle_seconds
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -135,15 +183,37 @@ class Proxy:
     def reset(self):
         with self.lock:
             self.counts.clear()
+            self.script.clear()
+            self.arrivals.clear()
+
+    def plan(self, operation, *faults):
+        """The next requests of `operation` (PutItem, UpdateItem, ...) meet these faults."""
+        with self.lock:
+            self.script.setdefault(operation, []).extend(faults)
+
+    def times(self, operation):
+        """When each request of `operation` arrived (time.monotonic())."""
+        with self.lock:
+            return [when for name, when in self.arrivals if name == operation]
 
     def forward(self, request):
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
         operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
         with self.lock:
             self.counts[operation] = self.counts.get(operation, 0) + 1
-            fault = self.random.random() < self.fault_rate and self.random.choice(self.FAULTS)
-            if fault:
+            self.arrivals.append((operation, time.monotonic()))
+            planned = self.script.get(operation)
+            if planned:
+                fault = planned.pop(0)
+            else:
+                fault = self.random.random() < self.fault_rate and self.random.choice(
+                    self.FAULTS)
+            if fault in self.faults:
                 self.faults[fault] += 1
+        if fault in GARBAGE:
+            request.close_connection = True
+            self.write(request, GARBAGE[fault])
+            return
         if fault == "drop_before":
             request.close_connection = True
             request.connection.shutdown(2)
@@ -165,7 +235,36 @@ class Proxy:
             request.close_connection = True
             request.connection.shutdown(2)
             return
-        self.answer_framed(request, status, answer)
+        if fault == "trickle":
+            request.close_connection = True
+            self.trickle(request, raw_answer(status, answer))
+        elif fault == "continue":
+            self.write(request, b"HTTP/1.1 100 Continue\r\n\r\n" + raw_answer(status, answer))
+        elif fault == "folded":
+            self.write(request, raw_answer(status, answer, folded=True))
+        elif fault == "stale":
+            self.write(request, raw_answer(status, answer) + raw_answer(200, b"{}"))
+        elif fault == "stale_later":
+            self.write(request, raw_answer(status, answer))
+            time.sleep(0.05)
+            self.write(request, raw_answer(200, b"{}"))
+        else:
+            self.answer_framed(request, status, answer)
+
+    @staticmethod
+    def write(request, raw):
+        """Raw bytes as the answer; a client that hung up ends it."""
+        with contextlib.suppress(OSError):
+            request.wfile.write(raw)
+
+    def trickle(self, request, raw):
+        """The answer one byte at a time, until it is all sent or the client hangs up."""
+        for position in range(len(raw)):
+            try:
+                request.wfile.write(raw[position:position + 1])
+            except OSError:
+                return
+            time.sleep(self.trickle_seconds)
 
     def answer_framed(self, request, status, body):
         if self.framing == "length":
@@ -217,3 +316,13 @@ class Proxy:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def raw_answer(status, body, folded=False):
+    """One HTTP/1.1 answer by Content-Length; `folded` puts the length on a continuation
+    line (obsolete line folding, RFC 9112 section 5.2)."""
+    length = b"Content-Length: %d\r\n" % len(body)
+    if folded:
+        length = b"Content-Length:\r\n %d\r\n" % len(body)
+    return (b"HTTP/1.1 %d Whatever\r\nContent-Type: application/x-amz-json-1.0\r\n" % status
+            + length + b"\r\n" + body)

@@ -3,7 +3,11 @@ implementations started here on loopback: moto_server and dynalite. Every behavi
 both. Round trips are counted by a proxy in front of the peer, not by our own client.
 
 Requests to moto go through the proxy one at a time: moto's threaded server does not make a
-conditional write atomic. The races and the soak run on dynalite, whose writes are."""
+conditional write atomic. The races and the soak run on dynalite, whose writes are. Store
+faults are the proxy's too, scripted request by request (tests/dynamo.py): answers lost after
+the write was applied, trickled, garbled, or followed by forged ones."""
+import base64
+import hashlib
 import json
 import os
 import time
@@ -16,9 +20,14 @@ import pytest
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
-from signed_webhooks import dynamodb
-from signed_webhooks.config import DEDUP_TTL
+from signed_webhooks import dedup, dynamodb, transport
+from signed_webhooks.answers import Answer
+from signed_webhooks.config import DEDUP_TTL, DedupSettings, configuration_errors
+from signed_webhooks.events import Request
+from signed_webhooks.message import Message
 from signed_webhooks.node_json import node_json
+from signed_webhooks.pusher import verify_pusher
+from signed_webhooks.qstash import verify
 from conftest import KEY, NEXT, ROOT, SECRET, need
 from signer import sign_pusher
 
@@ -35,6 +44,21 @@ class Context:
 
     def get_remaining_time_in_millis(self):
         return self.remaining_ms
+
+
+class LiveContext(Context):
+    """A context whose time left runs down, as Lambda's does. Lambda kills an invocation
+    that has not answered by `ends_at`: `answered_in_time()` tells whether it would have."""
+
+    def __init__(self, remaining_ms):
+        super().__init__(remaining_ms)
+        self.ends_at = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int((self.ends_at - time.monotonic()) * 1000))
+
+    def answered_in_time(self):
+        return time.monotonic() < self.ends_at
 
 
 @pytest.fixture(scope="module", params=["moto", "dynalite"])
@@ -158,7 +182,7 @@ def test_new_message_runs_handle_once_and_retries_get_the_first_answer(dedup_env
     status, first, log = deliver(call, delivery(message_id))
     assert status == 200 and log["dedup"] == "new" and log["outcome"] == "accepted"
     assert dedup_env.total() == 3, dedup_env.counts  # PutItem token, PutItem message, Update
-    record = dynamo.item(dedup_env.direct, "qstash:message:" + message_id)
+    record = dynamo.message_record(dedup_env.direct, message_id)
     assert record["state"] == "completed" and record["status"] == 200
     assert record["expires_at"] >= time.time() + DEDUP_TTL - 60
     for retry in range(3):  # QStash's retries: a new token each, the same message id
@@ -185,7 +209,7 @@ def test_handle_raising_releases_the_record_so_the_retry_runs_it(dedup_env, call
     effects.behaviours[message_id] = {"fail": "raise"}
     status, _, log = deliver(call, delivery(message_id))
     assert status == 500 and log["dedup"] == "new" and "handle raised" in log["reason"]
-    assert dynamo.item(dedup_env.direct, "qstash:message:" + message_id) is None
+    assert dynamo.message_record(dedup_env.direct, message_id) is None
     effects.behaviours[message_id] = {}
     status, _, log = deliver(call, delivery(message_id))
     assert status == 200 and log["dedup"] == "new"
@@ -230,7 +254,7 @@ def test_after_the_lease_a_delivery_takes_over(dedup_env, nested, effects, monke
     status, _, log = nested(delivery(message_id, now=now), Context(remaining_ms=1000))
     assert inner[0]["statusCode"] == 200
     assert status == 200 and "completion not recorded" in log["reason"]
-    record = dynamo.item(dedup_env.direct, "qstash:message:" + message_id)
+    record = dynamo.message_record(dedup_env.direct, message_id)
     assert record["state"] == "completed"
     assert effects == [message_id, message_id]  # the first ran past its lease: Lambda stops that
 
@@ -255,7 +279,7 @@ def test_a_replayed_token_never_runs_handle_nor_writes_its_message_id(dedup_env,
     assert log["dedup"] == "replay" and log["outcome"] == "duplicate"
     assert dedup_env.counts.get("UpdateItem", 0) == dedup_env.counts.get("DeleteItem", 0) == 0
     assert dedup_env.total() == duplicate_cost(dedup_env, 2), dedup_env.counts
-    assert dynamo.item(dedup_env.direct, "qstash:message:" + forged) is None
+    assert dynamo.message_record(dedup_env.direct, forged) is None
     status, _, log = deliver(call, replay(event, message_id))  # the same token, same id
     assert status == 200 and log["dedup"] == "replay"
     # the real message with the forged id arrives later: it is not suppressed
@@ -283,6 +307,80 @@ def test_a_replay_of_a_token_whose_handle_failed_does_not_run_it(dedup_env, call
     assert status == 409 and log["dedup"] == "replay" and log["outcome"] == "deferred"
     assert effects == []
     assert deliver(call, delivery(message_id))[0] == 200 and effects == [message_id]
+
+
+# --- A record belongs to one signed body ------------------------------------------------
+
+@pytest.fixture
+def bodies(monkeypatch):
+    """handle replaced by one that records each effect as (message id, body): which signed
+    body ran under which id."""
+    applied = []
+
+    def handle(message):
+        applied.append((message.message_id, message.body))
+        return {"applied": message.body.decode()}
+    monkeypatch.setattr(lf, "handle", handle)
+    return applied
+
+
+def test_a_token_used_first_under_another_messages_id_does_not_suppress_that_message(
+        dedup_env, call, bodies):
+    """Someone holding an unused token presents it first, under the id of a message that has
+    not arrived yet. That message, when it comes, is not taken for a duplicate."""
+    unused = delivery(new_id(), body=b'{"job":"a"}')
+    message_id = new_id()
+    status, _, log = deliver(call, replay(unused, message_id))
+    assert status == 200 and log["dedup"] == "new"
+    status, _, log = deliver(call, delivery(message_id, body=b'{"job":"b"}'))
+    assert status == 200 and log["dedup"] == "new"
+    assert bodies == [(message_id, b'{"job":"a"}'), (message_id, b'{"job":"b"}')]
+
+
+@pytest.mark.parametrize("differs", ["body", "url"])
+def test_a_token_under_a_completed_messages_id_gets_neither_its_answer_nor_its_silence(
+        differs, dedup_env, call, bodies, monkeypatch):
+    """A token whose signed body (or URL) is not the completed message's, presented under
+    that message's id: it is not that message. Its own body runs, once; QStash's own
+    delivery with that token then gets that body's answer, not the other message's."""
+    other_url = URL + "/other"
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", URL + " " + other_url)
+    completed = new_id()
+    assert deliver(call, delivery(completed, body=b'{"job":"b"}'))[0] == 200
+    body = b'{"job":"a"}'
+    url = URL
+    if differs == "url":
+        body = b'{"job":"b"}'
+        url = other_url
+    headers = ev.qstash_headers(KEY, body, url, message_id=new_id())
+    token = ev.function_url(url=URL, headers=headers, body=body)
+    status, first, log = deliver(call, replay(token, completed))
+    assert status == 200 and log["dedup"] == "new"
+    assert json.loads(first["body"]) == {"applied": body.decode()}
+    status, again, log = deliver(call, token)  # the same token, under its real id
+    assert status == 200 and log["dedup"] == "replay" and again["body"] == first["body"]
+    assert bodies == [(completed, b'{"job":"b"}'), (completed, body)]
+
+
+def test_a_message_record_holds_what_the_token_signed_and_is_checked_on_every_read(
+        dedup_env, call, bodies):
+    """The record stores the token's body hash and a digest of its URL. A record whose
+    fields disagree with the delivery reading it (a table edited by hand, a bug) is never
+    an answer: the store is in doubt, so 503 and handle is not called."""
+    message_id = new_id()
+    body = b'{"job":"checked"}'
+    assert deliver(call, delivery(message_id, body=body))[0] == 200
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    signed_hash = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=")
+    assert record["body_hash"] == signed_hash.decode()
+    assert record["sub_sha256"] == hashlib.sha256(URL.encode()).hexdigest()
+    dynamo.client(dedup_env.direct).update_item(
+        TableName=dynamo.TABLE, Key={"id": {"S": record["id"]}},
+        UpdateExpression="SET body_hash = :other",
+        ExpressionAttributeValues={":other": {"S": "another-body"}})
+    status, response, log = deliver(call, delivery(message_id, body=body))
+    assert status == 503 and log["dedup"] == "store_error" and "handle not called" in log["reason"]
+    assert bodies == [(message_id, body)]
 
 
 def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, effects):
@@ -313,6 +411,76 @@ def test_bodies_over_64_kb_are_replaced_by_a_note(dedup_env, call, effects):
     assert status == 200 and "over 64 KB" in json.loads(again["body"])["note"]
 
 
+# --- Records outlive their tokens ----------------------------------------------------------
+# The protocol is called as the pipeline calls it, with the tolerances passed explicitly:
+# the configuration may refuse DEDUP_TTL shorter than a token's life, but the records must
+# be safe whatever it allows.
+
+def run_protocol(message, settings, **tolerances):
+    """(answer, [message ids handle ran for]) of one delivery through run_once."""
+    ran = []
+
+    def produce_answer():
+        ran.append(message.message_id)
+        return Answer(200, '{"ok": true}')
+    store = dynamodb.DynamoDBStore(settings)
+    return dedup.run_once(message, Context(), produce_answer, settings, store,
+                          **tolerances), ran
+
+
+def test_a_token_record_lives_until_the_token_can_no_longer_verify(dedup_env, monkeypatch):
+    """QSTASH_CLOCK_TOLERANCE=86400 with DEDUP_TTL=3600: two hours on, the token still
+    verifies, so its record must still be there: replayed under another id, it is a replay."""
+    tolerance = 86400
+    now = time.time()
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    body = b'{"job":"long-lived"}'
+    token = ev.qstash_headers(KEY, body, URL, now=now)["Upstash-Signature"]
+
+    def message_at(when):
+        claims = verify(token, KEY, body, URL, clock_tolerance=tolerance, now=when)
+        request = Request("http", "POST", {"upstash-message-id": new_id()}, body, URL)
+        return Message("qstash", request, claims=claims)
+    monkeypatch.setattr(time, "time", lambda: now)
+    first = message_at(now)
+    answer, ran = run_protocol(first, settings, clock_tolerance=tolerance, soketi_max_age=300)
+    assert answer.status == 200 and answer.dedup == "new" and ran == [first.message_id]
+    later = now + 2 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    answer, ran = run_protocol(message_at(later), settings, clock_tolerance=tolerance,
+                               soketi_max_age=300)
+    assert answer.dedup == "replay" and ran == []
+    [record] = dynamo.items(dedup_env.direct, "qstash:jti:" + first.token_id + ":")
+    assert record["expires_at"] >= first.claims["exp"] + tolerance
+
+
+def test_a_soketi_record_lives_until_its_webhook_can_no_longer_verify(dedup_env, monkeypatch):
+    """SOKETI_MAX_AGE=86400 with DEDUP_TTL=3600: the same webhook two hours later still
+    verifies, and is still a duplicate."""
+    max_age = 86400
+    now = time.time()
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    body = json.dumps({"time_ms": int(now * 1000), "events": [
+        {"name": "channel_occupied", "channel": new_id()}]}).encode()
+    signature = sign_pusher("test-app-secret", body)
+
+    def message_at(when):
+        payload = verify_pusher(signature, "test-app-secret", body, max_age=max_age, now=when)
+        request = Request("http", "POST", {"x-pusher-signature": signature}, body, URL)
+        return Message("soketi", request, payload=payload)
+    monkeypatch.setattr(time, "time", lambda: now)
+    answer, ran = run_protocol(message_at(now), settings, clock_tolerance=5,
+                               soketi_max_age=max_age)
+    assert answer.dedup == "new" and len(ran) == 1
+    later = now + 2 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    answer, ran = run_protocol(message_at(later), settings, clock_tolerance=5,
+                               soketi_max_age=max_age)
+    assert answer.dedup == "duplicate" and answer.status == 200 and ran == []
+
+
 # --- The store failing ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("breakage", ["no such table", "nothing listening", "no credentials"])
@@ -325,7 +493,9 @@ def test_an_unusable_store_is_503_and_handle_is_not_called(
     else:
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     status, response, log = deliver(call, delivery(new_id()))
-    assert status == 503 and response["headers"]["Retry-After"] == "30"
+    # No Retry-After: QStash's own backoff (12 s, 2 min 28 s, 30 min, 6 h) outlasts an outage
+    # whether or not it honours the header on a 503; 30 s three times would not.
+    assert status == 503 and "Retry-After" not in response["headers"]
     assert log["dedup"] == "store_error" and log["outcome"] == "deferred"
     assert effects == [] and "handle not called" in log["reason"]
     assert DUMMY["AWS_SECRET_ACCESS_KEY"] not in json.dumps(log)
@@ -356,6 +526,144 @@ def test_injected_store_faults_never_double_an_effect(dedup_env, call, effects, 
     assert set(answers) <= {200, 409, 503} and 503 in answers, answers
 
 
+@pytest.mark.parametrize("garbage", sorted(dynamo.GARBAGE))
+def test_a_garbage_answer_is_a_store_error_before_and_after_handle(
+        garbage, dedup_env, call, effects):
+    """Not JSON; a Content-Length of 10**20 or 10**12, or a chunk of 2**80 bytes (once
+    OverflowError and MemoryError); 2 MB of valid JSON, longer than any answer of DynamoDB's.
+    Before handle: 503, handle not called. After it: handle's own answer, since its effect
+    has happened (a 500 would have QStash retry, and a retry after the lease run it again)."""
+    dedup_env.plan("PutItem", garbage, garbage)  # a cut answer is sent again, once
+    status, _, log = deliver(call, delivery(new_id()))
+    assert status == 503 and log["dedup"] == "store_error" and effects == []
+    dedup_env.reset()
+    message_id = new_id()
+    dedup_env.plan("UpdateItem", *[garbage] * 6)  # three attempts, each perhaps sent twice
+    status, response, log = deliver(call, delivery(message_id))
+    assert status == 200 and json.loads(response["body"])["applied"] == message_id
+    assert "completion not recorded" in log["reason"] and effects == [message_id]
+
+
+# --- The store's fault paths, one test each ---------------------------------------------------
+
+def test_fault_token_write_applied_but_its_answer_lost(dedup_env, call, effects):
+    """Step 1's write reaches the table, its answer does not: the client sends it again, the
+    condition fails on the record just written, and the protocol knows it for its own.
+    Someone else's use of the token stays a replay."""
+    message_id = new_id()
+    event = delivery(message_id)
+    dedup_env.plan("PutItem", "drop_after")
+    status, _, log = deliver(call, event)
+    assert status == 200 and log["dedup"] == "new" and effects == [message_id]
+    assert dedup_env.counts["PutItem"] == 3  # the token's write twice, the message's once
+    status, _, log = deliver(call, replay(event, new_id()))
+    assert status == 200 and log["dedup"] == "replay" and effects == [message_id]
+
+
+def test_fault_message_write_applied_but_its_answer_lost(dedup_env, call, nested, effects):
+    """Step 2's write reaches the table, its answer does not: on the second try the record
+    in progress is ours, so handle runs. Another delivery meeting it meanwhile gets 409."""
+    message_id = new_id()
+    inner = []
+    effects.behaviours[message_id] = {"during": lambda: inner.append(
+        lf.lambda_handler(delivery(message_id), Context()))}
+    dedup_env.plan("PutItem", "pass", "drop_after")
+    status, _, log = nested(delivery(message_id))
+    assert status == 200 and log["dedup"] == "new" and effects == [message_id]
+    assert inner[0]["statusCode"] == 409
+    assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
+
+
+def test_fault_completion_applied_but_its_answer_lost(dedup_env, call, effects):
+    """Step 3's write reaches the table, its answer does not: the second try finds the record
+    completed by us, which is success, not another delivery's takeover."""
+    message_id = new_id()
+    dedup_env.plan("UpdateItem", "drop_after")
+    status, first, log = deliver(call, delivery(message_id))
+    assert status == 200 and not log["reason"] and dedup_env.counts["UpdateItem"] == 2
+    status, again, log = deliver(call, delivery(message_id))
+    assert log["dedup"] == "duplicate" and again["body"] == first["body"]
+    assert effects == [message_id]
+
+
+@pytest.mark.parametrize("raised", ["RuntimeError", "SystemExit"])
+def test_fault_release_after_handle_raises(raised, dedup_env, call, effects):
+    """handle raises (an exception, or SystemExit, which no answer catches): the record is
+    deleted at once, so QStash's retry runs handle without waiting for the lease."""
+    message_id = new_id()
+
+    def fail():
+        if raised == "SystemExit":
+            raise SystemExit(3)
+        raise RuntimeError("handle failed on purpose")
+    effects.behaviours[message_id] = {"during": fail}
+    if raised == "SystemExit":
+        with pytest.raises(SystemExit):
+            lf.lambda_handler(delivery(message_id), Context())
+    else:
+        assert deliver(call, delivery(message_id))[0] == 500
+    assert dedup_env.counts["DeleteItem"] == 1
+    assert dynamo.message_record(dedup_env.direct, message_id) is None
+    effects.behaviours[message_id] = {}
+    status, _, log = deliver(call, delivery(message_id))
+    assert status == 200 and log["dedup"] == "new" and effects == [message_id]
+
+
+def test_fault_takeover_at_exactly_the_lease_end(dedup_env, effects, capsys, monkeypatch):
+    """A delivery at the lease's last millisecond still finds it held (409); one a
+    millisecond later takes the message over."""
+    message_id = new_id()
+    now = time.time()
+    inner = []
+
+    def at(epoch_ms):
+        monkeypatch.setattr(time, "time", lambda: (epoch_ms + 0.5) / 1000)
+        response = lf.lambda_handler(delivery(message_id, now=epoch_ms / 1000), Context())
+        inner.append(response["statusCode"])
+
+    def later_deliveries():
+        lease_until = dynamo.message_record(dedup_env.direct, message_id)["lease_until"]
+        effects.behaviours[message_id] = {}
+        at(lease_until)
+        at(lease_until + 1)
+    effects.behaviours[message_id] = {"during": later_deliveries}
+    monkeypatch.setattr(time, "time", lambda: now)
+    capsys.readouterr()
+    lf.lambda_handler(delivery(message_id, now=now), Context(remaining_ms=1000))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert inner == [409, 200]
+    assert [line["dedup"] for line in lines] == ["in_progress", "taken_over", "new"]
+    assert effects == [message_id, message_id]  # the first ran past its lease: Lambda stops that
+
+
+def test_fault_completion_write_is_retried_after_a_pause(dedup_env, call, effects):
+    """The completion write is the one worth retrying (handle's effect has happened): after a
+    throttle and a 500 it is tried again, 50 ms and then 100 ms later, and succeeds."""
+    message_id = new_id()
+    dedup_env.plan("UpdateItem", "throttle", "server_error")
+    status, first, log = deliver(call, delivery(message_id))
+    assert status == 200 and not log["reason"]
+    times = dedup_env.times("UpdateItem")
+    assert len(times) == 3 and times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.1
+    status, again, log = deliver(call, delivery(message_id))
+    assert log["dedup"] == "duplicate" and again["body"] == first["body"]
+    assert effects == [message_id]
+
+
+def test_fault_a_completion_attempt_without_time_to_finish_is_not_started(
+        dedup_env, call, effects):
+    """handle returns with less time before the deadline than a completion attempt needs:
+    none is started; the answer is handle's, in time."""
+    message_id = new_id()
+    context = LiveContext(remaining_ms=1500)
+    deadline = context.ends_at - dedup.DEADLINE_MARGIN_S
+    effects.behaviours[message_id] = {"during": lambda: time.sleep(
+        max(0.0, deadline - 0.05 - time.monotonic()))}
+    status, _, log = deliver(call, delivery(message_id), context)
+    assert status == 200 and effects == [message_id] and context.answered_in_time()
+    assert "UpdateItem" not in dedup_env.counts and "no time left" in log["reason"]
+
+
 def test_configuration_errors_are_500_naming_the_variable(dedup_env, call, effects, monkeypatch):
     monkeypatch.setenv("DEDUP_TTL", "soon")
     status, response, _ = deliver(call, delivery(new_id()))
@@ -364,6 +672,47 @@ def test_configuration_errors_are_500_naming_the_variable(dedup_env, call, effec
     monkeypatch.setenv("DEDUP_TABLE", "a b")
     status, response, _ = deliver(call, delivery(new_id()))
     assert status == 500 and "DEDUP_TABLE" in response["body"] and effects == []
+    monkeypatch.setenv("DEDUP_TABLE", "dedup")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://192.0.2.7:8000")
+    status, response, _ = deliver(call, delivery(new_id()))
+    assert status == 500 and "AWS_ENDPOINT_URL" in response["body"] and effects == []
+    assert "192.0.2.7" not in response["body"]
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"])
+@pytest.mark.parametrize("endpoint, accepted", [
+    ("https://dynamodb.eu-west-1.amazonaws.com", True),
+    ("HTTPS://dynamodb.eu-west-1.amazonaws.com:443/", True),
+    ("http://127.0.0.1:8000", True), ("HTTP://127.0.0.1:8000", True),
+    ("http://127.8.9.10", True), ("http://[::1]:8000", True), ("http://localhost:8000", True),
+    ("http://dynamodb.eu-west-1.amazonaws.com", False), ("http://192.0.2.7:8000", False),
+    ("http://127.0.0.1.nip.io:8000", False), ("http://[::ffff:c000:207]:8000", False),
+    ("https://ddb.example/prefix", False), ("https://ddb.example/?a=1", False),
+    ("https://ddb.example#part", False), ("https://user:hunter2@ddb.example", False),
+    ("ftp://127.0.0.1", False), ("ddb.example:443", False), ("https://ddb.example:99999", False),
+    ("https://ddb example", False)])
+def test_endpoint_variables_are_checked(variable, endpoint, accepted):
+    """https only, the scheme in any case; plain http only to a loopback address (a local
+    store); no path, query, fragment or credentials. A refusal names the variable, never its
+    value."""
+    environ = {"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT,
+               "DEDUP_TABLE": "dedup", variable: endpoint}
+    errors = configuration_errors(environ)
+    if accepted:
+        assert errors == []
+    else:
+        assert len(errors) == 1 and errors[0].startswith(variable + " "), errors
+        assert endpoint not in errors[0] and "hunter2" not in errors[0]
+
+
+def test_only_the_endpoint_in_use_is_checked():
+    """AWS_ENDPOINT_URL_DYNAMODB wins over AWS_ENDPOINT_URL (as in the AWS SDKs); neither is
+    read without DEDUP_TABLE."""
+    keys = {"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    assert configuration_errors({**keys, "DEDUP_TABLE": "dedup",
+                                 "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000",
+                                 "AWS_ENDPOINT_URL": "http://192.0.2.7"}) == []
+    assert configuration_errors({**keys, "AWS_ENDPOINT_URL": "http://192.0.2.7"}) == []
 
 
 def test_a_token_without_jti_is_refused(dedup_env, call, effects):
@@ -393,7 +742,7 @@ def test_https_endpoints_are_verified(trusted, certificate, dedup_env, call, eff
                                       monkeypatch):
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint)
-    monkeypatch.setattr(dynamodb, "_tls", [])  # the next request builds its ssl context anew
+    monkeypatch.setattr(transport, "_tls", [])  # the next request builds its ssl context anew
     if trusted:
         monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     else:
@@ -423,3 +772,70 @@ def test_answers_in_chunks_or_until_close_are_read(framing, dedup_env, call, eff
     finally:
         framed.close()
     assert effects == [message_id] and framed.total() >= 5
+
+
+def test_an_https_endpoint_spelled_in_capitals_is_still_tls(certificate, dedup_env, call,
+                                                            effects, monkeypatch):
+    """`HTTPS://` is https: the credentials never go out in plain text."""
+    tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint.replace("https://", "HTTPS://"))
+    monkeypatch.setattr(transport, "_tls", [])
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    try:
+        status, _, log = deliver(call, delivery(new_id()))
+    finally:
+        tls.close()
+    assert status == 200 and log["dedup"] == "new" and tls.total() == 3
+
+
+@pytest.mark.parametrize("step", ["before handle", "after handle"])
+def test_a_trickling_store_is_cut_off_before_the_invocation_ends(step, dedup_env, call,
+                                                                 effects):
+    """The store sends its answer one byte every 50 ms (seconds in all), each byte within
+    any per-read timeout. Every request stops at the invocation's deadline, so the function
+    answers before Lambda's end (which would kill it after handle's effect, and QStash's
+    retry after the lease would run handle again). Before handle: 503; after: its answer."""
+    message_id = new_id()
+    context = LiveContext(remaining_ms=1500)
+    if step == "before handle":
+        dedup_env.plan("PutItem", "trickle")
+    else:
+        dedup_env.plan("UpdateItem", "trickle", "trickle", "trickle")
+    status, _, log = deliver(call, delivery(message_id), context)
+    assert context.answered_in_time()
+    if step == "before handle":
+        assert status == 503 and effects == []
+    else:
+        assert status == 200 and effects == [message_id]
+        assert "completion not recorded" in log["reason"]
+
+
+@pytest.mark.parametrize("fault", ["continue", "folded"])
+def test_answers_are_read_as_http_1_1_says(fault, dedup_env, call, effects):
+    """A `100 Continue` before the answer (RFC 9110 15.2.1), and Content-Length folded onto
+    a continuation line (RFC 9112 5.2): both read as HTTP/1.1 says."""
+    message_id = new_id()
+    dedup_env.plan("PutItem", fault, fault)
+    dedup_env.plan("UpdateItem", fault)
+    assert deliver(call, delivery(message_id))[2]["dedup"] == "new"
+    dedup_env.plan("PutItem", fault, fault)
+    dedup_env.plan("GetItem", fault)
+    assert deliver(call, delivery(message_id))[2]["dedup"] == "duplicate"
+    assert effects == [message_id]
+
+
+@pytest.mark.parametrize("when", ["right behind", "50 ms later"])
+def test_bytes_after_an_answer_are_never_read_as_the_next_answer(when, dedup_env, call, effects):
+    """The store sends a forged `200 {}` after one of its answers, right behind it or a
+    little later, on the kept-alive connection. Read as the answer to the next request (a
+    write the table refuses: this message is done), it would run handle a second time."""
+    message_id = new_id()
+    if when == "right behind":
+        assert deliver(call, delivery(message_id))[0] == 200
+        dedup_env.plan("PutItem", "stale")
+    else:  # after the completion's answer, before the next delivery reuses the connection
+        dedup_env.plan("UpdateItem", "stale_later")
+        assert deliver(call, delivery(message_id))[0] == 200
+        time.sleep(0.2)
+    status, _, log = deliver(call, delivery(message_id))
+    assert status == 200 and log["dedup"] == "duplicate" and effects == [message_id]

@@ -584,11 +584,11 @@ def dedup_section(rounds=7, per_round=60):
         os.environ.update(saved)
         server.terminate()
         server.wait()
-    costs = import_costs(("boto3", "socket, ssl"), runs=9)
+    costs = import_costs(("boto3", "http.client, select, socket, ssl"), runs=9)
     report("cold import of boto3 (what deduplication with it would add)",
            costs["boto3"] * 1e3, "ms")
-    report("cold import of socket and ssl (what ours loads on first use)",
-           costs["socket, ssl"] * 1e3, "ms")
+    report("cold import of http.client, select, socket, ssl (what ours loads)",
+           costs["http.client, select, socket, ssl"] * 1e3, "ms")
 
 
 class _Context:
@@ -601,7 +601,9 @@ class _Context:
 
 def _bench_message(message_id):
     request = Request("http", "POST", {"upstash-message-id": message_id}, b"{}", URL)
-    return Message("qstash", request, claims={"jti": "jwt_" + os.urandom(9).hex()})
+    claims = {"jti": "jwt_" + os.urandom(9).hex(), "sub": URL, "exp": int(time.time()) + 300,
+              "body": "RBNvo1WzZ4oRRq0W9-hknpT7T8If536DEMBg9hyq_4o="}
+    return Message("qstash", request, claims=claims)
 
 
 def _ours(message_id):
@@ -612,8 +614,12 @@ def _ours(message_id):
     assert settings is not None
     answer = dedup.run_once(_bench_message(message_id), context,
                             lambda: Answer(200, '{"ok": true}'), settings,
-                            dynamodb.DynamoDBStore(settings))
+                            dynamodb.DynamoDBStore(settings), clock_tolerance=5,
+                            soketi_max_age=300)
     assert answer.status == 200, answer.reason
+
+
+BENCH_SIGNED = ":" + "5" * 64  # the signed part of a record key (records.py), for boto3
 
 
 def _boto3(client, message_id, new):
@@ -621,18 +627,22 @@ def _boto3(client, message_id, new):
     duplicate, the failed condition that returns the stored answer)."""
     now = int(time.time())
     owner = os.urandom(8).hex()
+    message_key = "qstash:message:" + message_id + BENCH_SIGNED
     client.put_item(TableName="bench-dedup", Item={
-        "id": {"S": "qstash:jti:jwt_" + os.urandom(9).hex()}, "owner": {"S": owner},
-        "message": {"S": "qstash:message:" + message_id}, "expires_at": {"N": str(now + 60)}},
+        "id": {"S": "qstash:jti:jwt_" + os.urandom(9).hex() + BENCH_SIGNED},
+        "owner": {"S": owner}, "message": {"S": message_key},
+        "expires_at": {"N": str(now + 60)}},
         ConditionExpression="attribute_not_exists(id) OR expires_at < :now",
         ExpressionAttributeValues={":now": {"N": str(now)}},
         ReturnValuesOnConditionCheckFailure="ALL_OLD")
     try:
         client.put_item(
             TableName="bench-dedup", ReturnValues="ALL_OLD",
-            Item={"id": {"S": "qstash:message:" + message_id}, "state": {"S": "in_progress"},
+            Item={"id": {"S": message_key}, "state": {"S": "in_progress"},
                   "owner": {"S": owner}, "lease_until": {"N": str(now * 1000 + 31000)},
-                  "expires_at": {"N": str(now + 60)}},
+                  "expires_at": {"N": str(now + 60)},
+                  "body_hash": {"S": "RBNvo1WzZ4oRRq0W9-hknpT7T8If536DEMBg9hyq_4o"},
+                  "sub_sha256": {"S": "5" * 64}},
             ConditionExpression="attribute_not_exists(id) OR expires_at < :now_s OR "
                                 "(#state = :in_progress AND lease_until < :now_ms)",
             ExpressionAttributeNames={"#state": "state"},
@@ -644,7 +654,7 @@ def _boto3(client, message_id, new):
         assert not new and failed.response["Item"]["state"]["S"] == "completed"
         return
     client.update_item(
-        TableName="bench-dedup", Key={"id": {"S": "qstash:message:" + message_id}},
+        TableName="bench-dedup", Key={"id": {"S": message_key}},
         UpdateExpression="SET #state = :completed, answer = :answer, #status = :status, "
                          "expires_at = :expires REMOVE lease_until",
         ConditionExpression="#owner = :me AND #state = :in_progress",
@@ -678,7 +688,7 @@ def dedup_figures(client, rounds, per_round):
         report(f"ours, client CPU per {case} message", ours * 1e6, "us")
         report(f"boto3 (client made once), the same calls per {case} message", boto3 * 1e6,
                "us")
-        report(f"ours vs boto3, {case} message", ours * 1e6, "us", 0.3, ours / boto3)
+        report(f"ours vs boto3, {case} message", ours * 1e6, "us", 0.5, ours / boto3)
 
 
 def dedup_requests(endpoint):
