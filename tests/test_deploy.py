@@ -251,18 +251,18 @@ def test_targets_say_what_they_need():
     assert result.returncode != 0 and "usage: make create FUNCTION=name ROLE=" in result.stderr
 
 
-# --- The README's CloudWatch alarm on the rejected count ------------------------------------
+# --- docs/operations.md's CloudWatch alarm on the rejected count ------------------------------------
 
 def readme_alarm_command():
-    """The README's `aws cloudwatch put-metric-alarm` command, as argv."""
+    """docs/operations.md's `aws cloudwatch put-metric-alarm` command, as argv."""
     import shlex
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "operations.md").read_text()
     block = next(part for part in readme.split("```sh\n")[1:]
                  if part.startswith("aws cloudwatch put-metric-alarm"))
     return shlex.split(block.split("```")[0].replace("\\\n", " "))
 
 
-def test_readme_alarm_is_accepted_and_watches_a_metric_the_log_line_defines(
+def test_documented_alarm_is_accepted_and_watches_a_metric_the_log_line_defines(
         aws_env, monkeypatch, capsys):
     import lambda_function
     argv = readme_alarm_command()

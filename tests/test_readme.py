@@ -23,8 +23,8 @@ def test_the_zip_holds_what_the_readme_says():
     with zipfile.ZipFile(ROOT / "lambda.zip") as archive:
         tops = {name.split("/")[0] for name in archive.namelist()}
     assert tops == {"lambda_function.py", "signed_webhooks"}
-    assert "`make zip` ships\n`lambda_function.py`, your own top-level modules and packages, " \
-           "and `signed_webhooks/`" in README
+    assert "`make zip` ships `lambda_function.py`, your own top-level modules and packages, " \
+           "and `signed_webhooks/`" in " ".join(README.split())
 
 
 def test_every_make_target_the_readme_names_exists():
@@ -33,3 +33,15 @@ def test_every_make_target_the_readme_names_exists():
     targets = set(re.findall(r"^  make (\S+)", listed, re.MULTILINE))
     named = set(re.findall(r"`make ([a-z]+)", README))
     assert named and named <= targets, named - targets
+
+
+def test_every_link_between_the_documents_leads_to_a_file_that_exists():
+    """README.md, SECURITY.md and docs/*.md link to each other by relative paths."""
+    documents = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for document in documents:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", document.read_text()):
+            if not (document.parent / target).exists():
+                broken.append("%s -> %s" % (document.relative_to(ROOT), target))
+    assert not broken, broken
+    assert len(README.splitlines()) <= 300  # the rest lives in docs/
