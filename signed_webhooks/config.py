@@ -40,6 +40,7 @@ ENDPOINT_HOST = re.compile(r"[a-z0-9._:-]+")  # a DNS name, or an IP address wit
 NAMESPACE_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/#: ")
 
+
 class DedupSettings:
     """Where the deduplication table is and how to reach it (DEDUP_TABLE is set). endpoint:
     the URL, checked and taken apart, or None when the endpoint variable in use is refused
