@@ -53,9 +53,10 @@ def main():
     digest = build(target, sources)
     size = pathlib.Path(target).stat().st_size
     modules = sorted({source.split("/")[0] for source in sources})
-    print("%s: %d files (%s), %d bytes, sha256 %s, CodeSha256 %s"
-          % (target, len(sources), ", ".join(modules), size, digest.hex(),
-             base64.b64encode(digest).decode()))
+    # The size as make bench reports it too: bytes, and kB of 1000 bytes.
+    print("%s: %d files (%s), %s bytes (%.3f kB), sha256 %s, CodeSha256 %s"
+          % (target, len(sources), ", ".join(modules), format(size, ","), size / 1000,
+             digest.hex(), base64.b64encode(digest).decode()))
 
 
 if __name__ == "__main__":
