@@ -264,12 +264,18 @@ def with_features():
             "AWS_ENDPOINT_URL": "http://127.0.0.1:%d" % free_port()}
 
 
+def bare_environment():
+    """What every program the bench starts gets of its environment: PATH, and the temporary
+    directory in build/bench (keep_temporary_files_in_build)."""
+    return {name: os.environ[name] for name in ("PATH", "TMPDIR") if name in os.environ}
+
+
 def interpreter_environment(configuration, task):
-    """A fresh interpreter's whole environment: PATH, the task folder to import from, no
-    bytecode written (Lambda's /var/task is read-only), and the receiver's `configuration`.
-    Nothing else of the bench's environment reaches it."""
-    return {"PATH": os.environ["PATH"], "PYTHONPATH": str(task),
-            "PYTHONDONTWRITEBYTECODE": "1", **configuration}
+    """A fresh interpreter's whole environment: the bare one, the task folder to import from,
+    no bytecode written (Lambda's /var/task is read-only), and the receiver's
+    `configuration`. Nothing else of the bench's environment reaches it."""
+    return {**bare_environment(), "PYTHONPATH": str(task), "PYTHONDONTWRITEBYTECODE": "1",
+            **configuration}
 
 
 def fresh_task(name):
@@ -500,10 +506,10 @@ def compile_instructions(python, paths):
             "for path in sys.argv[1:]:\n"
             "    with open(path, 'rb') as file:\n"
             "        compile(file.read(), path, 'exec', dont_inherit=True)\n")
-    subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+    subprocess.run(["valgrind", "--tool=callgrind", "--vgdb=no", "--collect-atstart=no",
                     "--toggle-collect=builtin_compile", "--dump-after=builtin_compile",
                     "--callgrind-out-file=" + str(folder / "compile"), str(python), "-c", code,
-                    *map(str, paths)], env={"PATH": os.environ["PATH"], "PYTHONHASHSEED": "0"},
+                    *map(str, paths)], env={**bare_environment(), "PYTHONHASHSEED": "0"},
                    capture_output=True, check=True)
     counts = []
     for number in range(1, len(paths) + 2):  # the dumps are compile.1, compile.2, ...
@@ -518,7 +524,8 @@ def compile_instructions(python, paths):
 def process_instructions(python, task, script, configuration):
     """Instructions a whole fresh interpreter spends running `script` in `task` (callgrind,
     hash seed fixed: nearly the same count on every run)."""
-    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--vgdb=no",
+                             "--callgrind-out-file=/dev/null",
                              str(python), "-c", script], cwd=task, capture_output=True,
                             text=True, env={**interpreter_environment(configuration, task),
                                             "PYTHONHASHSEED": "0"})
@@ -694,7 +701,7 @@ def init_duration(candidate, event, attempts=3):
     a shared machine another program may take one first: that, and only that, is tried
     again, on other ports."""
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(candidate.task),
+    env = {**bare_environment(), "LAMBDA_TASK_ROOT": str(candidate.task),
            "PYTHONDONTWRITEBYTECODE": "1", **candidate.configuration}
     process = subprocess.Popen(rie.emulator_argv(port, free_port(), sys.executable),
                                cwd=candidate.task, env=env, stdout=subprocess.PIPE,
@@ -1307,9 +1314,12 @@ def page(facts, runs, seconds):
             kind = " (an optional system tool)" if gap.optional else ""
             out.append("- %s: %s: %s%s" % (gap.section, gap.what, gap.reason, kind))
     for run in runs:
+        busy = ""
+        if max(run.load_before, run.load_after) > (os.cpu_count() or 1):
+            busy = " The machine was busier than its cores: its timings are less reliable."
         out += ["", "## " + run.section.title, "", run.section.about, "",
-                "Section `%s`: %.0f s; load average %.2f before, %.2f after."
-                % (run.section.name, run.seconds, run.load_before, run.load_after), ""]
+                "Section `%s`: %.0f s; load average %.2f before, %.2f after.%s"
+                % (run.section.name, run.seconds, run.load_before, run.load_after, busy), ""]
         figures = run.figures()
         if figures:
             out += ["| measure | figure | unit | ratio | target | result |",
