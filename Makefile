@@ -41,7 +41,9 @@ $(VENV)/.installed: requirements-test.txt | $(BUILD_TMP)
 test: $(VENV)/.installed | $(BUILD_TMP) ## Install the pinned test packages into .venv and run every test
 	$(VPY) -m pytest $(or $(PYTEST_ARGS),tests)
 
-bench: $(VENV)/.installed zip | $(BUILD_TMP) ## Figures vs targets: verify, soketi, 6 MB limits, cold start, serve load
+# BENCH_STRICT=1 makes a missed target fail the run; `.venv/bin/python tools/bench.py --list`
+# names the sections, which can be run alone (no page is written then).
+bench: $(VENV)/.installed zip | $(BUILD_TMP) ## Every figure vs its target, written to docs/performance.md
 	$(VPY) tools/bench.py
 
 stress: $(VENV)/.installed | $(BUILD_TMP) ## Attack suite at full size: 100k+ forgeries, differential, fuzzing

@@ -1,25 +1,43 @@
-"""`make bench`: figures and ratios measured side by side in one run, against targets.
+"""`make bench`: every figure the project quotes, measured side by side in one run and set
+against its target, then written to docs/performance.md.
 
-Every timing is the best of several interleaved rounds (candidates alternate, so machine
-noise hits them alike); ratios compare candidates from the same run. Exit status 1 when a
-current target is missed; figures printed without a target are information only.
+Timings are the best (cold starts: the median) of several interleaved rounds: the candidates
+alternate, so the machine's swings hit them alike, and every ratio compares candidates
+measured in the same run. A figure without a target is information.
 
-It installs nothing outside the project: PyJWT goes into build/bench, AWS's runtime emulator
-into build/peers. A figure that needs a system tool which is missing (wrk, valgrind) is
-skipped with a line saying what to install."""
+The contract:
+- Exit status 0 when every section measured everything; the closing summary lists every
+  target, met or missed. BENCH_STRICT=1 makes a missed target an error: exit status 1.
+- A section that cannot measure (it raised, or a tool it needs is missing) is reported as
+  not measured, with the reason. That is exit status 2, unless what is missing is an
+  optional system tool (wrk, valgrind): the summary then says what to install, and the run
+  still succeeds.
+- A full run writes docs/performance.md: the date, the machine, every figure, every target
+  met or missed. `tools/bench.py runtime import` runs only the sections named and writes no
+  page (`tools/bench.py --list` names them).
+- Nothing is installed or left outside the project: PyJWT and every scratch file go into
+  build/bench (the system temporary directory is pointed there too, for the tools the
+  sections run), AWS's runtime emulator into build/peers.
+"""
 import ast
 import contextlib
+import datetime
 import functools
 import hashlib
 import io
 import json
 import os
 import pathlib
+import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+import urllib.request
 import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -44,7 +62,58 @@ from signer import sign_pusher, sign_qstash  # noqa: E402
 CURRENT, NEXT = "sig_BenchCurrentKey7Jq3pZ9w", "sig_BenchNextKey2Hc8vN4x"
 BENCH_SOKETI_SECRET = "bench-app-secret-3c9d1e"
 URL = "https://abc123.lambda-url.us-east-1.on.aws/jobs"
-results: list = []  # one bool per target checked: met or not
+BENCH = ROOT / "build" / "bench"  # every file the bench writes, but the page
+PAGE = ROOT / "docs" / "performance.md"
+
+
+class Figure:
+    """One reported figure. With a target: the ratio it is judged by, and whether it met it."""
+
+    def __init__(self, section, label, figure, unit, target, ratio):
+        self.section = section
+        self.label = label
+        self.figure = figure
+        self.unit = unit
+        self.target = target
+        self.ratio = ratio
+
+    @property
+    def met(self):
+        return self.target is None or self.ratio <= self.target
+
+    def value(self):
+        """The figure as printed: whole numbers (bytes, requests) with thousands separators,
+        measurements with three decimals."""
+        if isinstance(self.figure, int):
+            return f"{self.figure:,}"
+        return f"{self.figure:.3f}"
+
+    def line(self):
+        text = f"  {self.label:<58} {self.value():>10} {self.unit:<3}"
+        if self.target is not None:
+            verdict = "ok" if self.met else "MISSED"
+            text += f"  ratio {self.ratio:6.3f}  target <= {self.target:<5} {verdict}"
+        return text
+
+
+class Gap:
+    """Something a section could not measure, and why. optional: what is missing is an
+    optional system tool (wrk, valgrind), so the run still succeeds."""
+
+    def __init__(self, section, what, reason, optional):
+        self.section = section
+        self.what = what
+        self.reason = reason
+        self.optional = optional
+
+    def line(self):
+        kind = "optional, " if self.optional else ""
+        return f"  not measured ({kind}{self.section}): {self.what}: {self.reason}"
+
+
+FIGURES: list = []  # every Figure reported in this run, in order
+GAPS: list = []  # every Gap
+current_section = ""  # the name of the section running, set by run_section
 
 
 def best(candidates, rounds=9, budget=0.02):
@@ -68,12 +137,19 @@ def best(candidates, rounds=9, budget=0.02):
 
 
 def report(label, figure, unit, target=None, ratio=None):
-    line = f"  {label:<58} {figure:>10.3f} {unit:<3}"
-    if target is not None:
-        ok = ratio <= target
-        line += f"  ratio {ratio:6.3f}  target <= {target:<5} {'ok' if ok else 'MISSED'}"
-        results.append(ok)
-    print(line)
+    """Print one figure (with a target: its ratio, and whether that meets the target), and
+    keep it for the closing summary and docs/performance.md."""
+    entry = Figure(current_section, label, figure, unit, target, ratio)
+    FIGURES.append(entry)
+    print(entry.line())
+
+
+def not_measured(what, reason, optional=False):
+    """Record and print that `what` could not be measured. optional=True only when what is
+    missing is an optional system tool; anything else makes the run fail (exit status 2)."""
+    gap = Gap(current_section, what, reason, optional)
+    GAPS.append(gap)
+    print(gap.line())
 
 
 class _Discard(io.TextIOBase):
@@ -184,10 +260,6 @@ def soketi_section():
                   f"{t['ours'] / t['dumps']:>10.3f} x")
 
 
-def import_cost(module, preload=(), runs=15, path=ROOT, python=sys.executable):
-    return import_costs((module,), preload, runs, path, python)[module]
-
-
 def import_costs(modules, preload=(), runs=15, path=ROOT, python=sys.executable):
     """Median import time of each module, each in a fresh interpreter, taken in turns so that
     the machine's swings fall on all of them alike."""
@@ -203,135 +275,578 @@ def import_costs(modules, preload=(), runs=15, path=ROOT, python=sys.executable)
     return {module: statistics.median(values) for module, values in samples.items()}
 
 
-def compile_instructions(path, after_first=False):
-    """Instructions CPython spends compiling `path`, counted by callgrind: the same count on
-    every run, whatever else the machine does, so changes can be compared without noise.
-    after_first: leave out the one-time setup the first compile in a process pays (building
-    the AST node types), which any handler file compiled from source pays too.
-    None when valgrind is not installed."""
-    import shutil
-    if not shutil.which("valgrind"):
-        return None
-    setup = "compile(b'', '-', 'exec')\n" if after_first else ""
-    code = "import sys\nsource = open(sys.argv[1], 'rb').read()\n" + setup + \
-           "for _ in range(int(sys.argv[2])): compile(source, 'lambda_function.py', 'exec')"
-
-    def count(times):
-        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                              sys.executable, "-c", code, str(path), str(times)],
-                             env={**os.environ, "PYTHONHASHSEED": "0"},
-                             capture_output=True, text=True).stderr
-        return int(next(line.split()[-1] for line in out.splitlines() if "Collected" in line))
-    return count(1) - count(0)
-
-
 EMPTY_HANDLER = "def lambda_handler(event, context):\n    return {'statusCode': 200}\n"
+COMMIT_BEFORE_SPLIT = "4255623"  # the last commit where the receiver was one file
+QSTASH_ONLY = {"QSTASH_CURRENT_SIGNING_KEY": CURRENT, "QSTASH_NEXT_SIGNING_KEY": NEXT}
 
 
-def source_only_copy():
-    """lambda_function.py alone in a folder, as Lambda's read-only /var/task holds it: no
-    __pycache__, so every import compiles the source, as every cold start does. Beside it, an
-    empty handler, the floor any handler file compiled from source pays."""
-    import tempfile
-    folder = pathlib.Path(tempfile.mkdtemp())
-    (folder / "lambda_function.py").write_bytes((ROOT / "lambda_function.py").read_bytes())
-    (folder / "empty_handler.py").write_text(EMPTY_HANDLER)
-    return folder
+def with_features():
+    """QSTASH_ONLY plus deduplication and metrics, whose modules then load at Init. The
+    table's endpoint is a port on 127.0.0.1 that nothing listens on: the request that ends a
+    cold start never leaves the machine (it is answered as a store outage is)."""
+    return {**QSTASH_ONLY, "DEDUP_TABLE": "bench-dedup", "METRICS_NAMESPACE": "Bench",
+            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIABENCHCOLDSTART01",
+            "AWS_SECRET_ACCESS_KEY": "bench-secret",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:%d" % free_port()}
 
 
-def module_level_imports(source):
-    """The import statements a module runs when it is loaded: those at its top level, and in
-    top-level if/try blocks. Imports inside functions run later, when first needed."""
-    statements = []
-    pending = list(ast.parse(source).body)
-    while pending:
-        node = pending.pop(0)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            statements.append(node)
-        elif isinstance(node, ast.If):
-            pending[:0] = node.body + node.orelse
-        elif isinstance(node, ast.Try):
-            pending[:0] = node.body + node.orelse + node.finalbody
-    return statements
+def bare_environment():
+    """What every program the bench starts gets of its environment: PATH, and the temporary
+    directory in build/bench (keep_temporary_files_in_build)."""
+    return {name: os.environ[name] for name in ("PATH", "TMPDIR") if name in os.environ}
 
 
-def imported_module_names(source):
-    """Every module named by an import in `source`, at any depth (for preloading them)."""
-    names: set = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-    return sorted(names)
+def interpreter_environment(configuration, task):
+    """A fresh interpreter's whole environment: the bare one, the task folder to import from,
+    no bytecode written (Lambda's /var/task is read-only), and the receiver's
+    `configuration`. Nothing else of the bench's environment reaches it."""
+    return {**bare_environment(), "PYTHONPATH": str(task), "PYTHONDONTWRITEBYTECODE": "1",
+            **configuration}
 
 
-def cold_start_section():
-    stdlib = imported_module_names((ROOT / "lambda_function.py").read_text())
-    print("Cold import (information: median of 15 fresh interpreters; the source is compiled "
-          "each time, as in Lambda)")
-    folder = source_only_copy()
-    costs = import_costs(("lambda_function", "empty_handler"), preload=stdlib, path=folder)
-    ours, empty = costs["lambda_function"], costs["empty_handler"]
-    report("import lambda_function beyond its stdlib modules", ours * 1e3, "ms")
-    report("an empty handler file, imported the same way", empty * 1e3, "ms")
-    report("so ours adds, beyond any handler file", (ours - empty) * 1e3, "ms")
-    for version in cpython.RELEASES:  # built by make test (tests/test_versions.py)
+def fresh_task(name):
+    """An empty folder build/bench/NAME, for one candidate's /var/task."""
+    task = BENCH / name
+    shutil.rmtree(task, ignore_errors=True)
+    task.mkdir(parents=True)
+    return task
+
+
+def our_task(name="ours"):
+    """lambda.zip unpacked into build/bench/NAME, as Lambda's /var/task holds it: sources
+    only, so every import compiles them."""
+    return rie.unpack(fresh_task(name))
+
+
+def handler_task(name, source):
+    """A folder holding one lambda_function.py with `source`."""
+    task = fresh_task(name)
+    (task / "lambda_function.py").write_text(source)
+    return task
+
+
+def guide_task():
+    """The guides' zip, unpacked: their handler with PyJWT installed beside it (pip compiles
+    PyJWT to .pyc, which such a zip carries; the handler file itself is source only)."""
+    task = BENCH / "guide"
+    if not (task / "jwt").exists():
+        task.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(task),
+                        "--disable-pip-version-check", "PyJWT==2.15.1"], check=True,
+                       capture_output=True)
+    guide = ROOT / "tools" / "guide" / "lambda_function.py"
+    (task / "lambda_function.py").write_bytes(guide.read_bytes())
+    return task
+
+
+def source_before_split():
+    """lambda_function.py as it was before the receiver became a package (one 2,000-line
+    file), or None when git or the commit is not available here."""
+    if shutil.which("git") is None:
+        return None
+    result = subprocess.run(["git", "show", COMMIT_BEFORE_SPLIT + ":lambda_function.py"],
+                            cwd=ROOT, capture_output=True)
+    if result.returncode != 0:
+        return None
+    return result.stdout.decode()
+
+
+# Run by a fresh interpreter in a task folder: the modules that importing lambda_function
+# loads beyond the interpreter's own start-up set, in the order they were loaded, each with
+# the file it came from, and where this interpreter's standard library lives.
+LOADED_MODULES = """\
+import sys
+start = set(sys.modules)
+import lambda_function
+loaded = [name for name in sys.modules if name not in start]
+import json
+import os
+import sysconfig
+rows = []
+for name in loaded:
+    file = getattr(sys.modules[name], "__file__", None)
+    rows.append([name, file and os.path.realpath(file)])
+paths = sysconfig.get_paths()
+folders = [os.path.realpath(paths["stdlib"]), os.path.realpath(paths["platstdlib"])]
+print(json.dumps({"stdlib": folders, "modules": rows}))
+"""
+
+
+def loaded_modules(task, configuration, python=sys.executable):
+    """What importing the task's lambda_function loads beyond the interpreter's start-up set,
+    measured in a fresh interpreter whose environment is `configuration` (the optional
+    features' modules load at Init when configured): {"ours": [files], "stdlib": [module
+    names]}, each in load order. Measured, not read from the source, so it follows the code.
+    Raises on a module that is neither the task's nor the standard library's."""
+    result = subprocess.run([str(python), "-c", LOADED_MODULES], cwd=task, capture_output=True,
+                            env=interpreter_environment(configuration, task), text=True)
+    if result.returncode != 0:
+        raise RuntimeError("importing lambda_function from %s failed:\n%s"
+                           % (task, result.stderr[-2000:]))
+    answer = json.loads(result.stdout)
+    folders = [pathlib.Path(folder) for folder in answer["stdlib"]]
+    ours = []
+    stdlib = []
+    for name, file in answer["modules"]:
+        if file is None:  # built into the interpreter
+            stdlib.append(name)
+            continue
+        path = pathlib.Path(file)
+        if path.is_relative_to(task.resolve()):
+            ours.append(path)
+        elif "site-packages" not in path.parts and any(map(path.is_relative_to, folders)):
+            stdlib.append(name)
+        else:
+            raise RuntimeError("%s loads %s from %s: neither its own nor the standard "
+                               "library's" % (task, name, file))
+    return {"ours": ours, "stdlib": stdlib}
+
+
+def stdlib_only_source(modules):
+    """A handler that imports `modules` at module level and does nothing else."""
+    lines = ['"""The standard-library modules the receiver loads, imported; nothing else."""']
+    lines += ["import " + name for name in modules]
+    return "\n".join(lines) + "\n\n\n" + EMPTY_HANDLER
+
+
+def stdlib_only_task(name, modules, configuration, python=sys.executable):
+    """A folder holding the stdlib-only handler of `modules`: its cold start is the floor for
+    ours, so ours minus it is the cost of our own code. Checked: a fresh interpreter loads
+    exactly `modules` from it, nothing more and nothing less."""
+    task = handler_task(name, stdlib_only_source(modules))
+    loaded = loaded_modules(task, configuration, python)["stdlib"]
+    if set(loaded) != set(modules):
+        raise RuntimeError("the stdlib-only handler %s loads %s, not %s"
+                           % (name, sorted(set(loaded) ^ set(modules)), "the same modules"))
+    return task
+
+
+class ImportCandidate:
+    """One `import lambda_function` to time: from `task`, after the standard-library
+    modules `preload` are loaded, with `configuration` as the environment."""
+
+    def __init__(self, task, preload, configuration):
+        self.task = task
+        self.preload = preload
+        self.configuration = configuration
+
+    def script(self):
+        lines = ["import time"] + ["import " + name for name in self.preload]
+        lines += ["started = time.perf_counter()", "import lambda_function",
+                  "print(time.perf_counter() - started)"]
+        return "\n".join(lines) + "\n"
+
+
+def median_import_seconds(candidates, python, runs=15):
+    """{name: median seconds of `import lambda_function`}, each sample in a fresh interpreter,
+    the candidates taken in turns so that the machine's swings fall on all of them alike."""
+    samples: dict = {name: [] for name in candidates}
+    for _ in range(runs):
+        for name, candidate in candidates.items():
+            result = subprocess.run(
+                [str(python), "-c", candidate.script()], cwd=candidate.task, text=True,
+                env=interpreter_environment(candidate.configuration, candidate.task),
+                capture_output=True, check=True)
+            samples[name].append(float(result.stdout))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def interpreters():
+    """[(label, path)]: the bench's own Python, then those make test built from source."""
+    found = [("Python %d.%d" % sys.version_info[:2], pathlib.Path(sys.executable))]
+    for version in cpython.RELEASES:
         python = cpython.interpreter(version)
         if python:
-            report(f"the same on Python {version} (built here without PGO)",
-                   import_cost("lambda_function", stdlib, path=folder, python=python) * 1e3, "ms")
+            found.append(("Python %s (no PGO)" % version, python))
         else:
-            print(f"  (Python {version}: not built; make test builds it into build/peers)")
-    distribution = pathlib.Path("/usr/bin/python3.11")
-    if distribution.exists():
-        costs = import_costs(("lambda_function", "empty_handler"), stdlib, path=folder,
-                             python=distribution)
-        report("the same on Debian's own optimized build of Python 3.11",
-               costs["lambda_function"] * 1e3, "ms")
-        report("  of which beyond an empty handler there",
-               (costs["lambda_function"] - costs["empty_handler"]) * 1e3, "ms")
-    instructions = compile_instructions(folder / "lambda_function.py")
-    if instructions is None:
-        print("  (compile instruction counts skipped: valgrind is not installed; Debian: "
-              "apt-get install valgrind)")
-    else:
-        report("compiling it, in instructions (callgrind: no timing noise)", instructions / 1e6,
+            print("  Python %s is not built (make test builds it into build/peers)" % version)
+    return found
+
+
+def import_candidates(python, before, detailed):
+    """The imports to time on `python`: after the split, an empty handler file, and before
+    the split when its source is known; `detailed` adds the import with DEDUP_TABLE and
+    METRICS_NAMESPACE set, and the import from __pycache__ (to show the share of compiling).
+    Each loads the standard-library modules it needs first, as measured for it."""
+    tasks = {"after": our_task("import-after"),
+             "empty": handler_task("import-empty", EMPTY_HANDLER)}
+    if before is not None:
+        tasks["before"] = handler_task("import-before", before)
+    candidates = {}
+    for name, task in tasks.items():
+        preload = loaded_modules(task, QSTASH_ONLY, python)["stdlib"]
+        candidates[name] = ImportCandidate(task, preload, QSTASH_ONLY)
+    if detailed:
+        features = with_features()
+        preload = loaded_modules(tasks["after"], features, python)["stdlib"]
+        candidates["features"] = ImportCandidate(tasks["after"], preload, features)
+        compiled = our_task("import-bytecode")
+        subprocess.run([str(python), "-m", "compileall", "-q", str(compiled)], check=True)
+        candidates["bytecode"] = ImportCandidate(compiled, candidates["after"].preload,
+                                                 QSTASH_ONLY)
+    return candidates
+
+
+def import_section():
+    """Our own import time, the standard library already loaded and no __pycache__: the one
+    file before the split, the package after it, and an empty handler file (the floor)."""
+    print("Import of our code alone: compiled from source, its standard-library modules "
+          "loaded first (median of 15 fresh interpreters each, interleaved)")
+    before = source_before_split()
+    if before is None:
+        not_measured("before the split", "git, or commit %s, is not available here"
+                     % COMMIT_BEFORE_SPLIT, optional=True)
+    for label, python in interpreters():
+        detailed = python == pathlib.Path(sys.executable)
+        candidates = import_candidates(python, before, detailed)
+        seconds = median_import_seconds(candidates, python)
+        for name, candidate in candidates.items():
+            if name != "bytecode" and any(candidate.task.rglob("__pycache__")):
+                raise RuntimeError("%s holds bytecode: the import of %s was not from source"
+                                   % (candidate.task, name))
+        ms = {name: value * 1e3 for name, value in seconds.items()}
+        if before is not None:
+            report(f"{label}: before the split ({COMMIT_BEFORE_SPLIT}, one file)", ms["before"],
+                   "ms")
+        report(f"{label}: after the split", ms["after"], "ms")
+        if detailed:
+            report(f"{label}: after, DEDUP_TABLE + METRICS_NAMESPACE", ms["features"], "ms")
+            report(f"{label}: after, from __pycache__ (never on Lambda)", ms["bytecode"], "ms")
+        report(f"{label}: an empty handler file (the floor)", ms["empty"], "ms")
+        if before is not None:
+            report(f"{label}: before, beyond the floor", ms["before"] - ms["empty"], "ms")
+        report(f"{label}: after, beyond the floor", ms["after"] - ms["empty"], "ms")
+        if before is not None:
+            report(f"{label}: after / before, beyond the floor",
+                   (ms["after"] - ms["empty"]) / (ms["before"] - ms["empty"]), "x")
+
+
+def compile_instructions(python, paths):
+    """{path: instructions CPython spends in compile() on it}, plus "setup": the one-time
+    work of the first compile in a process (building the AST types), which any handler file
+    compiled from source pays. Counted by callgrind, one dump per compile() call: the same
+    count on every run (within 0.1%), whatever else the machine is doing."""
+    folder = fresh_task("callgrind")
+    code = ("import sys\n"
+            "compile(b'', 'setup', 'exec', dont_inherit=True)\n"
+            "for path in sys.argv[1:]:\n"
+            "    with open(path, 'rb') as file:\n"
+            "        compile(file.read(), path, 'exec', dont_inherit=True)\n")
+    subprocess.run(["valgrind", "--tool=callgrind", "--vgdb=no", "--collect-atstart=no",
+                    "--toggle-collect=builtin_compile", "--dump-after=builtin_compile",
+                    "--callgrind-out-file=" + str(folder / "compile"), str(python), "-c", code,
+                    *map(str, paths)], env={**bare_environment(), "PYTHONHASHSEED": "0"},
+                   capture_output=True, check=True)
+    counts = []
+    for number in range(1, len(paths) + 2):  # the dumps are compile.1, compile.2, ...
+        dump = (folder / ("compile.%d" % number)).read_text()
+        counts.append(int(dump.split("\nsummary: ")[1].split()[0]))
+    result = {"setup": counts[0]}
+    for index, path in enumerate(paths):
+        result[path] = counts[index + 1]
+    return result
+
+
+def process_instructions(python, task, script, configuration):
+    """Instructions a whole fresh interpreter spends running `script` in `task` (callgrind,
+    hash seed fixed: nearly the same count on every run)."""
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--vgdb=no",
+                             "--callgrind-out-file=/dev/null",
+                             str(python), "-c", script], cwd=task, capture_output=True,
+                            text=True, env={**interpreter_environment(configuration, task),
+                                            "PYTHONHASHSEED": "0"})
+    if result.returncode != 0:
+        raise RuntimeError("callgrind of %s failed:\n%s" % (task, result.stderr[-2000:]))
+    return int(result.stderr.split("Collected : ")[1].split()[0])
+
+
+def import_instructions(candidate, python=sys.executable):
+    """Instructions of `import lambda_function` in the candidate's task, its standard-library
+    modules loaded first: the whole process, less the same process without that import."""
+    preload = "".join("import %s\n" % name for name in candidate.preload)
+    with_import = process_instructions(python, candidate.task,
+                                       preload + "import lambda_function\n",
+                                       candidate.configuration)
+    without = process_instructions(python, candidate.task, preload or "pass\n",
+                                   candidate.configuration)
+    return with_import - without
+
+
+class WithoutDocstrings(ast.NodeTransformer):
+    """Drops the docstring of every module, class and function."""
+
+    def strip(self, node):
+        self.generic_visit(node)
+        first = node.body[0] if node.body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            if isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+        return node
+
+    visit_Module = strip
+    visit_ClassDef = strip
+    visit_FunctionDef = strip
+    visit_AsyncFunctionDef = strip
+
+
+class WithoutAnnotations(ast.NodeTransformer):
+    """Drops every annotation: of arguments, of return values and of variables."""
+
+    def visit_arg(self, node):
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node):
+        self.generic_visit(node)
+        node.returns = None
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        self.generic_visit(node)
+        node.body = node.body or [ast.Pass()]
+        return node
+
+    def visit_AnnAssign(self, node):
+        if node.value is None:
+            return None
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+
+def text_variants(files, root, folder):
+    """{variant: [files]}: `files` as shipped, then rewritten by ast.unparse into `folder`
+    with less and less of what a reader needs and the interpreter does not: comments (and
+    the layout), then docstrings too, then annotations too. Compiled only to count what each
+    kind of text costs; never shipped, never run."""
+    variants: dict = {"as shipped": list(files), "without comments": [],
+                      "without docstrings too": [], "without annotations too": []}
+    for path in files:
+        tree = ast.parse(path.read_text())
+        texts = {"without comments": ast.unparse(tree)}
+        tree = WithoutDocstrings().visit(tree)
+        texts["without docstrings too"] = ast.unparse(tree)
+        tree = ast.fix_missing_locations(WithoutAnnotations().visit(tree))
+        texts["without annotations too"] = ast.unparse(tree)
+        for variant, text in texts.items():
+            target = folder / variant.replace(" ", "-") / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            variants[variant].append(target)
+    return variants
+
+
+def report_compile_counts(after, files_by_configuration, before_file):
+    """Compile instructions: the one-time setup, the file before the split, our modules per
+    configuration and one by one, and the default configuration's modules without comments,
+    docstrings and annotations (what each kind of text costs to compile)."""
+    every_file = sorted(after.rglob("*.py"))
+    default_files = files_by_configuration["default"]
+    variants = text_variants(default_files, after, fresh_task("compile-variants"))
+    files = list(every_file)
+    for variant in list(variants)[1:]:
+        files += variants[variant]
+    if before_file is not None:
+        files.append(before_file)
+    counts = compile_instructions(pathlib.Path(sys.executable), files)
+    report("compile: Python's one-time setup (any file from source)", counts["setup"] / 1e6,
+           "M")
+    if before_file is not None:
+        report("compile: before the split, the one file", counts[before_file] / 1e6, "M")
+    report("compile: after, what the default configuration loads",
+           sum(map(counts.__getitem__, default_files)) / 1e6, "M")
+    for variant in list(variants)[1:]:
+        report(f"compile: the same, {variant}",
+               sum(map(counts.__getitem__, variants[variant])) / 1e6, "M")
+    report("compile: after, with DEDUP_TABLE + METRICS_NAMESPACE",
+           sum(map(counts.__getitem__, files_by_configuration["features"])) / 1e6, "M")
+    report("compile: after, every module", sum(map(counts.__getitem__, every_file)) / 1e6, "M")
+    for path in sorted(every_file, key=counts.__getitem__, reverse=True):
+        loaded = "on first use"
+        if path in files_by_configuration["features"]:
+            loaded = "with the features"
+        if path in default_files:
+            loaded = "default"
+        report(f"compile: {path.relative_to(after)} ({loaded})", counts[path] / 1e6, "M")
+    return sum(map(counts.__getitem__, default_files))
+
+
+def compile_section():
+    """Where our import time goes, in instructions (deterministic, unlike timings): compiling
+    each module, and the whole import (compiling, running the module bodies, finding and
+    reading the files) beyond an empty handler."""
+    print("Our import in instructions (callgrind: the same count, within 0.1%, on every run "
+          "whatever the machine's load)")
+    if shutil.which("valgrind") is None:
+        not_measured("instruction counts", "valgrind is not installed (Debian: apt-get install "
+                     "valgrind)", optional=True)
+        return
+    after = our_task("compile-after")
+    configurations = {"default": QSTASH_ONLY, "features": with_features()}
+    candidates = {}
+    files_by_configuration = {}
+    for name, configuration in configurations.items():
+        loaded = loaded_modules(after, configuration)
+        files_by_configuration[name] = loaded["ours"]
+        candidates[name] = ImportCandidate(after, loaded["stdlib"], configuration)
+    candidates["empty"] = ImportCandidate(handler_task("compile-empty", EMPTY_HANDLER), [],
+                                          QSTASH_ONLY)
+    before = source_before_split()
+    before_file = None
+    if before is not None:
+        before_task = handler_task("compile-before", before)
+        before_file = before_task / "lambda_function.py"
+        candidates["before"] = ImportCandidate(
+            before_task, loaded_modules(before_task, QSTASH_ONLY)["stdlib"], QSTASH_ONLY)
+    compiling = report_compile_counts(after, files_by_configuration, before_file)
+    totals = {name: import_instructions(candidate) for name, candidate in candidates.items()}
+    empty = totals["empty"]
+    report("import: an empty handler file (the floor)", empty / 1e6, "M")
+    if before is not None:
+        report("import: before the split, beyond the floor", (totals["before"] - empty) / 1e6,
                "M")
-        report("  of which Python's one-time compiler setup (any handler)",
-               (instructions - compile_instructions(folder / "lambda_function.py", True)) / 1e6,
-               "M")
-    report("import lambda_function including its stdlib modules",
-           import_cost("lambda_function", path=folder) * 1e3, "ms")
-    import py_compile
-    py_compile.compile(str(folder / "lambda_function.py"))  # for comparison only
-    report("beyond its stdlib modules, from bytecode (Lambda never has it)",
-           import_cost("lambda_function", preload=stdlib, path=folder) * 1e3, "ms")
-    report("import jwt (PyJWT, what the guides ship)", import_cost("jwt") * 1e3, "ms")
-    report("import qstash.receiver (the official SDK)", import_cost("qstash.receiver") * 1e3, "ms")
+    report("import: after, beyond the floor", (totals["default"] - empty) / 1e6, "M")
+    report("import: after, of which compiling our modules", compiling / 1e6, "M")
+    report("import: after, DEDUP_TABLE + METRICS_NAMESPACE, beyond it",
+           (totals["features"] - empty) / 1e6, "M")
+
+
+class ColdStart:
+    """One candidate for a cold start: the /var/task folder and the environment variables
+    the function is configured with."""
+
+    def __init__(self, task, configuration):
+        self.task = task
+        self.configuration = configuration
+
+
+def init_duration(candidate, event, attempts=3):
+    """Init Duration (ms) that the emulator reports for one cold start of `candidate`. No
+    bytecode is written beside the handler: Lambda's /var/task is read-only, so every cold
+    start compiles the handler's source. Raises, with the emulator's output, unless Init
+    succeeded and the handler answered the event. The emulator needs two free ports, and on
+    a shared machine another program may take one first: that, and only that, is tried
+    again, on other ports."""
+    port = free_port()
+    env = {**bare_environment(), "LAMBDA_TASK_ROOT": str(candidate.task),
+           "PYTHONDONTWRITEBYTECODE": "1", **candidate.configuration}
+    process = subprocess.Popen(rie.emulator_argv(port, free_port(), sys.executable),
+                               cwd=candidate.task, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    answer = None
+    try:
+        if wait_for(port, process):
+            with urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
+                    json.dumps(event).encode()), timeout=60) as response:
+                answer = json.loads(response.read())
+    except OSError as error:  # the emulator refused, reset or timed out: its output says why
+        answer = "%s: %s" % (type(error).__name__, error)
+    finally:
+        process.terminate()
+        output = process.communicate()[0]
+    if "address already in use" in output and attempts > 1:
+        return init_duration(candidate, event, attempts - 1)
+    answered = isinstance(answer, dict) and "statusCode" in answer
+    if "INIT RTDONE(status: success)" not in output or not answered:
+        raise RuntimeError("the cold start of %s failed (answer: %s); the emulator said:\n%s"
+                           % (candidate.task, answer, output[-3000:]))
+    marker = "INIT REPORT(durationMs: "
+    return float(output.split(marker)[1].split(")")[0])
+
+
+def init_durations(candidates, event, rounds):
+    """{name: [Init Duration in ms of each cold start]}, the candidates' cold starts
+    interleaved, so that the machine's swings fall on all of them alike."""
+    samples: dict = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, candidate in candidates.items():
+            samples[name].append(init_duration(candidate, event))
+    return samples
+
+
+def runtime_section(rounds=25):
+    """Cold starts of lambda.zip in AWS's runtime emulator against handlers that import the
+    same standard-library modules and nothing else, in the default configuration and with
+    deduplication and metrics; beside them an empty handler and the guides' PyJWT zip."""
+    print("Cold start in AWS's runtime emulator: Init Duration, median of %d interleaved cold "
+          "starts each (each starts Python and awslambdaric, then imports the handler from "
+          "source)" % rounds)
+    if not rie.rie_binary():
+        not_measured("cold starts", "the runtime interface emulator could not be fetched (%s "
+                     "from PyPI)" % rie.SAM_CLI)
+        return
+    url = "https://abc123.lambda-url.us-east-1.on.aws/"
+    event = lambda_events.function_url(url=url, body=b"{}", headers=lambda_events.qstash_headers(
+        CURRENT, b"{}", url))
+    features = with_features()
+    ours = our_task()
+    default_modules = loaded_modules(ours, QSTASH_ONLY)["stdlib"]
+    feature_modules = loaded_modules(ours, features)["stdlib"]
+    print(f"  the stdlib-only handlers import {len(default_modules)} modules (default) and "
+          f"{len(feature_modules)} (DEDUP_TABLE + METRICS_NAMESPACE): what a fresh "
+          "interpreter loads importing ours, beyond its start-up set")
+    candidates = {
+        "ours": ColdStart(ours, QSTASH_ONLY),
+        "stdlib": ColdStart(stdlib_only_task("stdlib-only", default_modules, QSTASH_ONLY),
+                            QSTASH_ONLY),
+        "ours, features": ColdStart(ours, features),
+        "stdlib, features": ColdStart(stdlib_only_task("stdlib-only-features",
+                                                       feature_modules, features), features),
+        "empty": ColdStart(handler_task("empty", EMPTY_HANDLER), QSTASH_ONLY),
+        "guide": ColdStart(guide_task(), QSTASH_ONLY),
+    }
+    samples = init_durations(candidates, event, rounds)
+    ms = {name: statistics.median(values) for name, values in samples.items()}
+    fastest = {name: min(values) for name, values in samples.items()}
+    report("default: lambda.zip, QStash's keys only", ms["ours"], "ms")
+    report("default: a handler importing the same stdlib modules", ms["stdlib"], "ms")
+    report("default: so our own code costs", ms["ours"] - ms["stdlib"], "ms")
+    report("default: what the 1.25x target allows our code", ms["stdlib"] * 0.25, "ms")
+    report("features: lambda.zip, DEDUP_TABLE + METRICS_NAMESPACE", ms["ours, features"],
+           "ms")
+    report("features: a handler importing the same stdlib modules", ms["stdlib, features"],
+           "ms")
+    report("features: so our own code costs", ms["ours, features"] - ms["stdlib, features"],
+           "ms")
+    report("features: what the 1.5x target allows our code", ms["stdlib, features"] * 0.5,
+           "ms")
+    report("an empty handler", ms["empty"], "ms")
+    report("the guides' handler + PyJWT", ms["guide"], "ms")
+    report("default: lambda.zip vs the guides' (information)", ms["ours"] / ms["guide"], "x")
+    # The fastest cold starts are those the machine's other work disturbed least.
+    report("default: fastest cold starts, ours vs stdlib (information)",
+           fastest["ours"] / fastest["stdlib"], "x")
+    report("features: fastest cold starts, ours vs stdlib (information)",
+           fastest["ours, features"] / fastest["stdlib, features"], "x")
     size = (ROOT / "lambda.zip").stat().st_size
-    # Information, not a target: the old 12 KB cap pushed the code toward density, and the
-    # file is now written for its reader (deduplication, callbacks and metrics included).
-    report("lambda.zip size", size / 1024, "KB")
+    report("lambda.zip size (make zip prints the same)", size, "B")
+    report("lambda.zip size", size / 1000, "kB")
+    print("  targets")
+    report("default: lambda.zip vs its stdlib imports alone", ms["ours"], "ms", 1.25,
+           ms["ours"] / ms["stdlib"])
+    report("features: lambda.zip vs their stdlib imports alone", ms["ours, features"], "ms",
+           1.5, ms["ours, features"] / ms["stdlib, features"])
 
 
 def serve_section():
-    import shutil
+    """`make serve` under a 10-second wrk load (an optional system tool)."""
     print("make serve under load: wrk, 1 thread, 4 connections, 10 s, signed 1 KB JSON")
     if not shutil.which("wrk"):  # a system tool: said, never installed behind the user's back
-        print("  skipped: wrk is not installed (Debian/Ubuntu: apt-get install wrk; macOS: "
-              "brew install wrk)")
+        not_measured("make serve under load", "wrk is not installed (Debian/Ubuntu: apt-get "
+                     "install wrk; macOS: brew install wrk)", optional=True)
         return
-    port, body = free_port(), json.dumps({"pad": "x" * 1000}, separators=(",", ":"))
+    port = free_port()
+    body = json.dumps({"pad": "x" * 1000}, separators=(",", ":"))
     url = f"http://127.0.0.1:{port}/bench"
-    env = {**os.environ, "PORT": str(port), "QSTASH_CURRENT_SIGNING_KEY": CURRENT,
-           "QSTASH_NEXT_SIGNING_KEY": NEXT}
+    env = {**os.environ, "PORT": str(port), **QSTASH_ONLY}
     server = subprocess.Popen([sys.executable, str(ROOT / "tools/serve.py")], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(port, server)
-        script = ROOT / "build" / "wrk.lua"
-        script.parent.mkdir(exist_ok=True)
+        if not wait_for(port, server):
+            raise RuntimeError("make serve did not start")
+        script = BENCH / "wrk.lua"
+        script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text('wrk.method = "POST"\nwrk.body = %s\n'
                           'wrk.headers["Content-Type"] = "application/json"\n'
                           'wrk.headers["Upstash-Signature"] = "%s"\n'
@@ -354,111 +869,6 @@ def serve_section():
     print("  " + ("; ".join(errors) if errors else "every response was 2xx"))
 
 
-def fresh_task(name):
-    """An empty folder build/bench/NAME, for one candidate's /var/task."""
-    import shutil
-    task = ROOT / "build" / "bench" / name
-    shutil.rmtree(task, ignore_errors=True)
-    task.mkdir(parents=True)
-    return task
-
-
-def guide_task():
-    """The guides' zip, unpacked: their handler with PyJWT installed beside it (pip compiles
-    PyJWT to .pyc, which such a zip carries; the handler file itself is source only)."""
-    task = ROOT / "build" / "bench" / "guide"
-    if not (task / "jwt").exists():
-        task.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(task),
-                        "--disable-pip-version-check", "PyJWT==2.15.1"], check=True,
-                       capture_output=True)
-    guide = ROOT / "tools" / "guide" / "lambda_function.py"
-    (task / "lambda_function.py").write_bytes(guide.read_bytes())
-    return task
-
-
-def our_task():
-    """lambda.zip unpacked, as Lambda's /var/task holds it."""
-    return rie.unpack(fresh_task("ours"))
-
-
-def stdlib_only_source():
-    """A handler that imports, at module level, exactly what lambda_function.py imports at
-    module level, and does nothing else: its cold start is the floor for ours, so ours minus
-    it is the cost of our own code. Derived from the file, so it follows the code."""
-    source = (ROOT / "lambda_function.py").read_text()
-    imports = [ast.unparse(node) for node in module_level_imports(source)]
-    return "\n".join(imports) + "\n\n\n" + EMPTY_HANDLER
-
-
-def handler_task(name, source):
-    """A folder holding one lambda_function.py with `source`."""
-    task = fresh_task(name)
-    (task / "lambda_function.py").write_text(source)
-    return task
-
-
-def init_duration(task, event):
-    """Init Duration (ms) that the emulator reports for one cold start of `task`. No bytecode
-    is written beside the handler: Lambda's /var/task is read-only, so every cold start
-    compiles the handler's source."""
-    port = free_port()
-    env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(task),
-           "PYTHONDONTWRITEBYTECODE": "1",
-           "QSTASH_CURRENT_SIGNING_KEY": CURRENT, "QSTASH_NEXT_SIGNING_KEY": NEXT}
-    process = subprocess.Popen(rie.emulator_argv(port, free_port(), sys.executable), cwd=task,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    try:
-        wait_for(port, process)
-        import urllib.request
-        urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations",
-            json.dumps(event).encode()), timeout=30).read()
-    finally:
-        process.terminate()
-        output = process.communicate()[0]
-    marker = "INIT REPORT(durationMs: "
-    return float(output.split(marker)[1].split(")")[0])
-
-
-def median_init_durations(tasks, event, rounds):
-    """{name: median Init Duration in ms}, the candidates' cold starts interleaved."""
-    samples: dict = {name: [] for name in tasks}
-    for _ in range(rounds):
-        for name, task in tasks.items():
-            samples[name].append(init_duration(task, event))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def runtime_section(rounds=11):
-    print("Cold start in AWS's runtime emulator (Init Duration, median of %d interleaved cold "
-          "starts each; each includes starting Python and awslambdaric)" % rounds)
-    if not rie.rie_binary():
-        print("  skipped: the Runtime Interface Emulator could not be fetched (%s from PyPI)"
-              % rie.SAM_CLI)
-        return
-    url = "https://abc123.lambda-url.us-east-1.on.aws/"
-    event = lambda_events.function_url(url=url, body=b"{}", headers=lambda_events.qstash_headers(
-        CURRENT, b"{}", url))
-    tasks = {"ours": our_task(),
-             "stdlib": handler_task("stdlib-only", stdlib_only_source()),
-             "empty": handler_task("empty", EMPTY_HANDLER),
-             "guide": guide_task()}
-    medians = median_init_durations(tasks, event, rounds)
-    ours = medians["ours"]
-    stdlib = medians["stdlib"]
-    report("our lambda.zip", ours, "ms")
-    report("a handler importing the same stdlib modules, nothing else", stdlib, "ms")
-    report("an empty handler", medians["empty"], "ms")
-    report("the guides' handler + PyJWT", medians["guide"], "ms")
-    report("so our own code costs", ours - stdlib, "ms")
-    print("  targets")
-    report("ours vs the same stdlib imports alone", ours, "ms", 1.15, ours / stdlib)
-    print(f"  {'ratio ours / guides (information)':<58} {ours / medians['guide']:>10.3f} x"
-          f"   ({medians['guide'] - ours:.1f} ms saved)")
-
-
 def handler_seconds(event, rounds):
     """Best seconds per lambda_handler call on `event`."""
     return best({"handler": lambda: lf.lambda_handler(event, None)}, rounds=rounds,
@@ -473,6 +883,7 @@ def limits_section():
     url = "https://abc123.lambda-url.us-east-1.on.aws/big"
     os.environ.update(QSTASH_CURRENT_SIGNING_KEY=CURRENT, QSTASH_NEXT_SIGNING_KEY=NEXT,
                       SOKETI_SECRET=BENCH_SOKETI_SECRET)
+
     def events(size):
         text = json.dumps({"pad": "x" * (size - 12)}).encode()
         binary = os.urandom(size * 3 // 4)  # base64 makes the event's body 4/3 larger
@@ -496,7 +907,8 @@ def limits_section():
             with contextlib.redirect_stdout(sink):
                 status = lf.lambda_handler(event, None)["statusCode"]
                 seconds = handler_seconds(event, rounds=5 if size > 1 << 20 else 9)
-            assert status == 200, (kind, size, status)
+            if status != 200:
+                raise RuntimeError("%s of %d bytes was answered %d" % (kind, size, status))
             per_kb.setdefault(kind, {})[size] = seconds / sizes[kind] * 1024 * 1e6
             if size == 6 * 1000 * 1000:
                 tracemalloc.start()
@@ -507,8 +919,8 @@ def limits_section():
                 report(f"peak extra memory at 6 MB, {kind} (x body size)", peak / sizes[kind],
                        "x", 3, peak / sizes[kind])
     for kind, figures in per_kb.items():
-        print(f"  time per KB, {kind}: " + ", ".join(
-            f"{size // 1024} KB {us:.2f} us" for size, us in figures.items()))
+        for size, microseconds in figures.items():
+            report(f"time per KB at {size // 1024:,} KB, {kind}", microseconds, "us")
         report(f"time per byte at 6 MB vs at 64 KB, {kind}", figures[6_000_000], "us/KB",
                1.5, figures[6_000_000] / figures[64 * 1024])
 
@@ -712,20 +1124,295 @@ def dedup_requests(endpoint):
     report("requests per duplicate (target 2)", counts[1], "req", 2, counts[1])
 
 
+
+class Section:
+    """One part of the run: `function` prints and reports its figures; `title` and `about`
+    (what is measured, and why) head its part of docs/performance.md."""
+
+    def __init__(self, name, function, title, about):
+        self.name = name
+        self.function = function
+        self.title = title
+        self.about = " ".join(about.split())
+
+
 # Each section prints its figures and checks its own targets; add a section here.
-SECTIONS = (qstash_section, soketi_section, soketi_worst_section, limits_section,
-            cold_start_section, serve_section, runtime_section, dedup_section)
+SECTIONS = (
+    Section("qstash", qstash_section, "QStash verify", """
+        Our `verify` of an Upstash-Signature token beside the official Python SDK's
+        `Receiver.verify` on the same token, and beside `hashlib.sha256` of the body alone,
+        which any verifier must compute. The second key is tried only when the first fails,
+        so a token signed with the next key costs one more HMAC, no more."""),
+    Section("soketi", soketi_section, "soketi direct invocation", """
+        A direct invocation carries the parsed payload, not the bytes soketi signed, so the
+        receiver rebuilds Node's `JSON.stringify` output before checking the HMAC. Measured
+        against `json.dumps` of the same payload, the cheapest serialization there is."""),
+    Section("soketi_worst", soketi_worst_section, "soketi direct invocation, worst cases", """
+        The payloads that once were the rebuild's worst cases, each about 6 MB and forged:
+        the rebuild runs before the signature can be checked, so its memory and time must stay
+        bounded by the payload's size for anyone who can invoke the function."""),
+    Section("limits", limits_section, "Limits: 1 KB to Lambda's 6 MB", """
+        Whole signed requests through `lambda_handler`, from 1 KB to the 6 MB Lambda accepts:
+        the time per byte must not grow with the size (cost linear in the size), and the
+        peak memory beyond the event must stay a small multiple of the body."""),
+    Section("import", import_section, "Import of our code", """
+        The time `import lambda_function` takes in a fresh interpreter whose standard-library
+        modules (those the import loads, measured) are loaded first, with no `__pycache__`,
+        as on Lambda, where `/var/task` is read-only and holds sources only: what our own
+        lines cost to compile and run. Before the split (the one file of commit 4255623)
+        and after it (`lambda_function.py` and `signed_webhooks/`, default configuration),
+        beside an empty handler file, which any handler compiled from source pays. The
+        figure from `__pycache__` shows how much of it is compiling."""),
+    Section("compile", compile_section, "Our import, in instructions", """
+        The same import counted in instructions by callgrind (valgrind), which gives the
+        same count (within 0.1%) on every run, whatever the machine's load: compiling each
+        module, and the whole import beyond an empty handler file. It says which modules a
+        cold start pays for, how much of our import is compiling rather than running module
+        bodies, and what the comments, docstrings and annotations of the modules the
+        default configuration loads cost to compile (the same modules rewritten without
+        them, never shipped). valgrind is an optional system tool."""),
+    Section("runtime", runtime_section, "Cold start in AWS's runtime emulator", """
+        Init Duration as AWS's Runtime Interface Emulator reports it for `lambda.zip`
+        unpacked (sources only, as Lambda's read-only `/var/task` holds them), the median of
+        interleaved cold starts, against a handler that imports the same standard-library
+        modules and nothing else: those modules are measured (what a fresh interpreter loads
+        importing ours with that configuration), so the difference is the cost of our own
+        code. "default": QStash's keys only (target 1.25x); "features": `DEDUP_TABLE` and
+        `METRICS_NAMESPACE` set too, whose modules then load at Init (target 1.5x). Beside
+        them an empty handler and the guides' handler with PyJWT. The fastest cold starts are
+        those the machine's other work disturbed least: their ratio is shown as
+        information."""),
+    Section("serve", serve_section, "make serve under load", """
+        The local Function URL (`make serve`) under a 10-second `wrk` load of signed 1 KB
+        requests: what a developer's test loop can push through it. `wrk` is an optional
+        system tool."""),
+    Section("dedup", dedup_section, "Deduplication", """
+        Exactly-once processing (`DEDUP_TABLE`) against a local moto_server: the client-side
+        CPU per message of our DynamoDB client beside boto3 making the same calls, the
+        requests a new message and a duplicate take (counted by a proxy in front of the
+        store), and what importing each client costs."""),
+)
 
 
-def main():
-    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
-    for section in SECTIONS:
-        section()
-        print()
-    missed = results.count(False)
-    print(f"{len(results) - missed} of {len(results)} targets met")
-    sys.exit(1 if missed else 0)
+class Transcript(io.TextIOBase):
+    """Standard output, copied: what a section prints besides its figures becomes its
+    notes in docs/performance.md."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.copy = io.StringIO()
+
+    def write(self, text):
+        self.stream.write(text)
+        self.copy.write(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+class SectionRun:
+    """What one section did: its notes (printed lines that are not figures), the seconds it
+    took and the load average of the machine before and after it."""
+
+    def __init__(self, section):
+        self.section = section
+        self.notes: list = []
+        self.seconds = 0.0
+        self.load_before = os.getloadavg()[0]
+        self.load_after = self.load_before
+
+    def figures(self):
+        return [figure for figure in FIGURES if figure.section == self.section.name]
+
+    def gaps(self):
+        return [gap for gap in GAPS if gap.section == self.section.name]
+
+
+def run_section(section):
+    """Run one section, recording its figures; an exception is recorded as not measured
+    (an error of ours), and so is a section that reported nothing. The environment is
+    restored afterwards, so no section's settings leak into the next."""
+    global current_section
+    current_section = section.name
+    run = SectionRun(section)
+    saved = dict(os.environ)
+    transcript = Transcript(sys.stdout)
+    started = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(transcript):
+            section.function()
+    except Exception as error:  # noqa: BLE001 - reported as not measured, and exit status 2
+        traceback.print_exc()
+        not_measured("the rest of the section", "%s: %s" % (type(error).__name__, error))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    run.seconds = time.monotonic() - started
+    run.load_after = os.getloadavg()[0]
+    if not run.figures() and not run.gaps():
+        not_measured("everything", "the section reported no figure (its output says why)")
+    printed = {figure.line() for figure in run.figures()} | {gap.line() for gap in run.gaps()}
+    for line in transcript.copy.getvalue().splitlines():
+        if line.startswith("  ") and line not in printed and line.strip() != "targets":
+            run.notes.append(" ".join(line.split()))
+    print()
+    return run
+
+
+def machine():
+    """What the figures were measured on: {fact: text}."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        first = pathlib.Path("/proc/meminfo").read_text().splitlines()[0]
+        memory = "%.1f GB" % (int(first.split()[1]) * 1024 / 1e9)
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPU": "%s, %d cores" % (cpu, os.cpu_count() or 0),
+        "memory": memory,
+        "Python": "%s %s (%s)" % (platform.python_implementation(), platform.python_version(),
+                                  sys.executable),
+        "system": platform.platform(),
+        "code": measured_commit(),
+    }
+
+
+def measured_commit():
+    """The commit whose code was measured, and whether files differed from it."""
+    if shutil.which("git") is None:
+        return "unknown (git is not available)"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                              ".", ":!docs/performance.md"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+    if not commit:
+        return "unknown (not a git checkout)"
+    if changed:
+        return "commit %s, with uncommitted changes" % commit
+    return "commit %s" % commit
+
+
+def summary_lines():
+    """Every target, met or missed, then everything not measured."""
+    targets = [figure for figure in FIGURES if figure.target is not None]
+    missed = [figure for figure in targets if not figure.met]
+    lines = ["%d of %d targets met" % (len(targets) - len(missed), len(targets))]
+    for figure in targets:
+        verdict = "met   " if figure.met else "MISSED"
+        lines.append("  %s %-13s %-58s ratio %.3f, target <= %s"
+                     % (verdict, figure.section, figure.label, figure.ratio, figure.target))
+    if GAPS:
+        lines.append("not measured:")
+        lines += [gap.line() for gap in GAPS]
+    return lines
+
+
+def exit_status():
+    """2 when something could not be measured through an error of ours (anything but an
+    optional system tool missing); else 1 for a missed target under BENCH_STRICT=1; else 0."""
+    if any(not gap.optional for gap in GAPS):
+        return 2
+    strict = os.environ.get("BENCH_STRICT") == "1"
+    if strict and any(not figure.met for figure in FIGURES):
+        return 1
+    return 0
+
+
+def cell(text):
+    """Text for one cell of a Markdown table."""
+    return str(text).replace("|", "\\|").strip()
+
+
+def page(facts, runs, seconds):
+    """docs/performance.md: the machine, the summary, then each section's figures."""
+    targets = [figure for figure in FIGURES if figure.target is not None]
+    met = sum(figure.met for figure in targets)
+    out = ["# Performance", "",
+           "Generated by `make bench` (tools/bench.py); every figure below comes from one run "
+           "of it, and a new run rewrites this page. Timings swing with the machine's load; "
+           "the targets are ratios between candidates measured side by side in the same run, "
+           "which hold much better than the timings themselves.", "",
+           "## The run", "", "| | |", "|---|---|"]
+    for name, value in facts.items():
+        out.append("| %s | %s |" % (name, cell(value)))
+    out.append("| duration | %.0f s |" % seconds)
+    out += ["", "## Summary", "", "%d of %d targets met." % (met, len(targets)), "",
+            "| section | target | figure | ratio | limit | result |",
+            "|---|---|---|---|---|---|"]
+    for figure in targets:
+        out.append("| %s | %s | %s %s | %.3f | <= %s | %s |" % (
+            cell(figure.section), cell(figure.label), figure.value(), figure.unit,
+            figure.ratio, figure.target, "met" if figure.met else "**missed**"))
+    if GAPS:
+        out += ["", "Not measured:", ""]
+        for gap in GAPS:
+            kind = " (an optional system tool)" if gap.optional else ""
+            out.append("- %s: %s: %s%s" % (gap.section, gap.what, gap.reason, kind))
+    for run in runs:
+        busy = ""
+        if max(run.load_before, run.load_after) > (os.cpu_count() or 1):
+            busy = " The machine was busier than its cores: its timings are less reliable."
+        out += ["", "## " + run.section.title, "", run.section.about, "",
+                "Section `%s`: %.0f s; load average %.2f before, %.2f after.%s"
+                % (run.section.name, run.seconds, run.load_before, run.load_after, busy), ""]
+        figures = run.figures()
+        if figures:
+            out += ["| measure | figure | unit | ratio | target | result |",
+                    "|---|---:|---|---:|---|---|"]
+        for figure in figures:
+            judged = ["", "", ""]
+            if figure.target is not None:
+                judged = ["%.3f" % figure.ratio, "<= %s" % figure.target,
+                          "met" if figure.met else "**missed**"]
+            out.append("| %s | %s | %s | %s |" % (cell(figure.label), figure.value(),
+                                                  cell(figure.unit), " | ".join(judged)))
+        if figures and (run.notes or run.gaps()):
+            out.append("")
+        out += ["- " + cell(note) for note in run.notes]
+        out += ["- not measured: %s: %s" % (gap.what, gap.reason) for gap in run.gaps()]
+    return "\n".join(out) + "\n"
+
+
+def keep_temporary_files_in_build():
+    """Point the system temporary directory at build/bench/tmp, for this process and every
+    tool it starts (pip, servers): nothing is left outside the project."""
+    folder = BENCH / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+
+
+def main(argv):
+    """Run the sections named in argv (all when none), print the summary, write the page
+    after a full run; the exit status (exit_status)."""
+    names = [section.name for section in SECTIONS]
+    if argv == ["--list"]:
+        print("\n".join(names))
+        return 0
+    unknown = [name for name in argv if name not in names]
+    if unknown:
+        print("unknown section(s) %s; the sections: %s" % (", ".join(unknown), ", ".join(names)))
+        return 2
+    chosen = [section for section in SECTIONS if not argv or section.name in argv]
+    keep_temporary_files_in_build()
+    facts = machine()
+    print("%s; %s; Python %s\n" % (facts["date"], facts["CPU"], platform.python_version()))
+    started = time.monotonic()
+    runs = [run_section(section) for section in chosen]
+    print("\n".join(summary_lines()))
+    if not argv:
+        PAGE.parent.mkdir(exist_ok=True)
+        PAGE.write_text(page(facts, runs, time.monotonic() - started))
+        print("\nwrote %s" % PAGE)
+    return exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

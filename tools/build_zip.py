@@ -211,9 +211,11 @@ def main() -> None:
               % (arch, RUNTIME, ", ".join(found) or "nothing"))
     tops = {name.split("/")[0] for name, _, _ in entries}
     modules = sorted(top for top in tops if not top.endswith(".dist-info"))
-    print("%s: %d files (%s), %d bytes, sha256 %s, CodeSha256 %s"
-          % (target, len(entries), ", ".join(modules), target.stat().st_size, digest.hex(),
-             base64.b64encode(digest).decode()))
+    size = target.stat().st_size
+    # The size as make bench reports it too: bytes, and kB of 1000 bytes.
+    print("%s: %d files (%s), %s bytes (%.3f kB), sha256 %s, CodeSha256 %s"
+          % (target, len(entries), ", ".join(modules), format(size, ","), size / 1000,
+             digest.hex(), base64.b64encode(digest).decode()))
 
 
 if __name__ == "__main__":
