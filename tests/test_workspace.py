@@ -196,7 +196,8 @@ def test_distclean_removes_everything_git_ignores():
     need(listed.returncode == 0, "git status failed: %s" % listed.stderr)
     ignored = [line[3:].rstrip("/") for line in listed.stdout.splitlines()
                if line.startswith("!! ")]
-    removed = subprocess.run(["make", "-n", "distclean"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split("\n")[0].split()
+    removed = subprocess.run(["make", "-n", "--no-print-directory", "distclean"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    removed = removed.split("\n")[0].split()
     assert removed[:2] == ["rm", "-rf"], removed
     assert [path for path in ignored if path not in removed[2:]] == []
