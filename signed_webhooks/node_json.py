@@ -1,20 +1,12 @@
 """Node's JSON.stringify, rebuilt: the bytes soketi signed for a direct invocation.
 
-soketi signs JSON.stringify(payload) in Node, and a Lambda trigger hands us the parsed
-payload, not those bytes. json's compact encoder matches Node except for floats (Node writes
-1e-7, 5, 0 where Python writes 1e-07, 5.0, -0.0) and lone surrogates (Node escapes them).
-
-The rebuild runs before the signature can be checked, so whatever a forger sends is paid
-for. Every step is linear in the payload, and nothing recurses but the encoder, on parts
-known to be at most MAX_NESTING deep:
-- A small float-free payload is judged a level at a time and encoded in one call.
-- Anything else takes one depth-first walk (`_rebuild`) with a stack of its own. It reads
-  each member once and decides bottom up which containers are simple (no float, at most
-  _SMALL characters): runs of simple members go to the encoder in one call, and a container
-  is written piece by piece only once it holds a float or grows past _SMALL.
-- Lone surrogates are escaped by the UTF-8 codec itself (backslashreplace writes \\udXXX as
-  Node does), and text becomes bytes every few hundred parts: memory holds the output once.
-Past MAX_NESTING levels or Lambda's 6 MB the rebuild stops with Reject(400).
+json's compact encoder writes what Node writes but for floats (Node: 1e-7, 5, 0; Python:
+1e-07, 5.0, -0.0) and lone surrogates (Node escapes them). The rebuild runs before the
+signature is checked, so it is linear in the payload and recurses nowhere but in the encoder,
+on parts at most MAX_NESTING deep: a small float-free payload is judged a level at a time and
+encoded at once; anything else takes one walk with its own stack (`_rebuild`) that decides
+bottom up which parts are simple (no float, at most _SMALL characters) and encodes runs of
+them in one call. The UTF-8 codec escapes lone surrogates (backslashreplace, as Node does).
 """
 from __future__ import annotations
 
@@ -32,8 +24,7 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
     from collections.abc import Callable, Iterator
     from typing import Any
 
-    Container = Any  # a list, or a dict with str keys
-    Frame = tuple[Container, Iterator[Any], Any, int]
+    Frame = tuple[Any, Iterator[Any], Any, int]  # see _rebuild
 
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit, bytes
 MAX_NESTING = 500  # levels of containers in a directly invoked payload, the payload included
@@ -45,9 +36,8 @@ _TOO_DEEP = "payload is nested deeper than %d levels" % MAX_NESTING
 
 
 def node_json(value: Any) -> bytes:
-    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
-    that Node wrote (so its keys are already in JavaScript's order). Reject(400) past
-    MAX_NESTING levels or MAX_INVOKE_PAYLOAD bytes; TypeError for a value JSON cannot hold."""
+    """The UTF-8 bytes of Node's JSON.stringify(value) for a value parsed from Node's JSON.
+    Reject(400) past MAX_NESTING or MAX_INVOKE_PAYLOAD; TypeError for a non-JSON value."""
     output = _Output()
     if type(value) is not dict and type(value) is not list:
         output.parts.append(_text(value))
@@ -61,12 +51,9 @@ def node_json(value: Any) -> bytes:
 
 
 _PLAIN = frozenset({str, int, bool, type(None), list, dict})  # what the encoder writes as Node
-
-
-def _small_text(root: Container) -> str | None:
-    """The JSON text of `root` when a breadth-first look finds it float-free, at most _FAST
-    characters (roughly) and at most MAX_NESTING levels deep; else None. The look reads each
-    member once and stops as soon as the count passes _FAST: a large payload costs it little."""
+def _small_text(root: Any) -> str | None:
+    """`root`'s JSON text if a look a level at a time finds it float-free, at most _FAST
+    characters and MAX_NESTING deep, else None (early: a large payload costs it little)."""
     lists = [root] if type(root) is list else []
     dicts = [root] if type(root) is dict else []
     budget = _FAST
@@ -95,16 +82,13 @@ def _small_text(root: Container) -> str | None:
     return None  # deeper than MAX_NESTING: the walk says so
 
 
-def _rebuild(root: Container, output: _Output) -> None:
-    """Write `root` as Node would, reading each member once, with no recursion.
-
-    `stack` holds the open containers, outermost first, as (container, its members' iterator,
-    its member in its parent, `seen` when it was entered); `seen` roughly counts the
-    characters read so far. A container not yet written may still go to the encoder whole,
-    with its parent. Once one must be written (a float, a long string, or past _SMALL), it and
-    its ancestors write their opening brackets (`_open`). `opened` holds, for each written
-    container (always the outermost ones), [its run: members read but not written; "," once
-    something is written in it; `seen` when its run began]."""
+def _rebuild(root: Any, output: _Output) -> None:
+    """Write `root` as Node would, reading each member once. `stack`: the open containers as
+    (container, its members' iterator, its member in its parent, `seen` on entry); `seen`
+    roughly counts the characters read. Once a container must be written (a float, a long
+    string, past _SMALL), it and its ancestors write their openings (`_open`); `opened` holds
+    for each (the outermost ones) [run: members read, not written; "," once one is; `seen`
+    when the run began]."""
     parts = output.parts
     members = iter(root.items()) if type(root) is dict else iter(root)
     stack: list[Frame] = [(root, members, None, 0)]
@@ -181,8 +165,7 @@ def _rebuild(root: Container, output: _Output) -> None:
 
 def _grown(stack: list[Frame], opened: list[list[Any]], record: list[Any] | None,
            output: _Output, seen: int) -> list[Any]:
-    """The top container passed _SMALL characters since it was entered or last written to:
-    it is not simple (opened if need be), and its run is written now."""
+    """The top container passed _SMALL characters: opened if need be, its run written."""
     if record is None:
         record = _open(stack, opened, output, seen, False)
     _flush(record, type(stack[-1][0]) is dict, output)
@@ -192,9 +175,8 @@ def _grown(stack: list[Frame], opened: list[list[Any]], record: list[Any] | None
 
 def _open(stack: list[Frame], opened: list[list[Any]], output: _Output, seen: int,
           exclude_last: bool) -> list[Any]:
-    """Write the opening bracket of the top container and of every ancestor not yet
-    written, each after its parent's run. Each one's run starts as the members it has read,
-    less the child being read (or, for the top, its last member if `exclude_last`)."""
+    """Write the openings of the unwritten containers, each after its parent's run; each
+    run starts as its members read, less the child (or the top's last if `exclude_last`)."""
     top = len(stack) - 1
     for depth in range(len(opened), top + 1):
         container, members, member_in_parent, _ = stack[depth]
@@ -218,8 +200,7 @@ def _open(stack: list[Frame], opened: list[list[Any]], output: _Output, seen: in
 
 
 def _member_head(record: list[Any], member: Any, is_dict: bool, output: _Output) -> str:
-    """What goes before a member written on its own in an open container: its run (written
-    now), a comma unless the member is the first, and its key in an object."""
+    """Before a member written on its own: the run (written now), a comma, the key."""
     _flush(record, is_dict, output)
     head: str = record[1]
     record[1] = ","
@@ -229,8 +210,7 @@ def _member_head(record: list[Any], member: Any, is_dict: bool, output: _Output)
 
 
 def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
-    """Write the run of an open container, if any: many float-free members in one encoder
-    call, a few members or any float member by member."""
+    """Write a run: many float-free members in one encoder call, else member by member."""
     run = record[0]
     if not run:
         return
@@ -249,8 +229,8 @@ def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
 
 
 def _write_long_string(text: str, output: _Output) -> None:
-    """A string longer than _SLICE, escaped and turned into bytes a slice at a time (never
-    splitting a surrogate pair); refused before any of it is written if it cannot fit."""
+    """A string longer than _SLICE, a slice at a time; refused before any is written if it
+    cannot fit."""
     if output.buffer.tell() + len(text) > MAX_INVOKE_PAYLOAD:
         raise Reject(400, _TOO_LARGE)
     output.parts.append('"')
@@ -266,9 +246,8 @@ def _write_long_string(text: str, output: _Output) -> None:
 
 
 class _Output:
-    """The rebuilt bytes: text collected in parts, turned into UTF-8 by `settle` (every 256
-    parts, or after a long one) into a BytesIO whose buffer getvalue hands over without a
-    copy, so memory holds the output about once, plus a bounded remainder."""
+    """Text parts turned into UTF-8 by `settle` (every 256 parts, or after a long one) in a
+    BytesIO, whose getvalue hands its buffer over uncopied: memory holds the output once."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -288,9 +267,8 @@ class _Output:
 
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # non-ASCII kept, as Node
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-# json.dumps's own C encoder, made once: JSONEncoder.encode makes one on every call, which
-# costs more than encoding a short run. No circularity check: the walk bounded what it is
-# given. None on a Python without the _json accelerator.
+# json.dumps's C encoder, made once (JSONEncoder.encode makes one per call), with no
+# circularity check: the walk bounded what it gets. None without the _json accelerator.
 _make_encoder: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
 _c_encoder = _make_encoder and _make_encoder(None, None, _quote, None, ":", ",", False, False,
                                              True)
@@ -304,10 +282,8 @@ def _encode(value: Any) -> str:
 
 
 def js_number(value: float) -> str:
-    """ECMAScript's Number::toString for a float: the shortest round-trip digits (the same
-    digits as Python's repr), positional for decimal exponents -7 < n < 21, else d.ddde+N.
-    repr is positional for 1e-4 <= |value| < 1e16 (Node's text but for a trailing ".0"),
-    elsewhere in exponent form with at least two exponent digits."""
+    """ECMAScript's Number::toString for a float: repr's shortest round-trip digits,
+    positional for decimal exponents -7 < n < 21, else d.ddde+N (repr: two exponent digits)."""
     text = float.__repr__(value)
     if "e" in text:
         mantissa, exponent = text.split("e")
@@ -323,7 +299,6 @@ def js_number(value: float) -> str:
 
 
 def _positional(mantissa: str, power: int) -> str:
-    """d.ddd times 10**power written out: 1e-05 -> 0.00001, 1.5e+17 -> 150000000000000000."""
     sign = "-" if mantissa.startswith("-") else ""
     whole, _, fraction = mantissa.lstrip("-").partition(".")  # whole is one digit
     if power < 0:
@@ -337,7 +312,6 @@ _TEXT: dict[type, Callable[[Any], str]] = {
 
 
 def _text(value: Any) -> str:
-    """One value as Node writes it: a scalar, or a simple (float-free) container."""
     write = _TEXT.get(type(value))
     if write is None:
         raise TypeError("%s is not a JSON value" % type(value).__name__)
@@ -348,9 +322,8 @@ _PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of JSON text; lone surrogates become \\uXXXX escapes as Node writes them,
-    by the codec's own backslashreplace. A high and a low surrogate side by side (only a str
-    built in Python holds them apart) are one character to JavaScript: joined first."""
+    """UTF-8 of JSON text, lone surrogates as \\uXXXX (the codec's backslashreplace); a high
+    and a low surrogate side by side (only a str built in Python) are joined first."""
     try:
         return text.encode()
     except UnicodeEncodeError:
@@ -359,5 +332,5 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
-def _joined_pair(match: re.Match[str]) -> str:
+def _joined_pair(match: re.Match[str]) -> str:  # the two halves as one character
     return match.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le")
