@@ -1,230 +1,336 @@
 """Node's JSON.stringify, rebuilt: the bytes soketi signed for a direct invocation.
 
-soketi signs JSON.stringify(payload) in Node, and a Lambda trigger hands us the parsed
-payload, not those bytes. json.dumps with compact separators matches Node except for floats
-(Node writes 1e-7, 5, 0 where Python writes 1e-07, 5.0, -0.0) and lone surrogates (Node
-escapes them). Memory stays within about twice the output: text is encoded to bytes in
-pieces of bounded size, and long strings are written in slices.
-
-The rebuild runs before the signature can be checked, so whatever a forger sends is paid
-for: `check_size` first bounds the payload's size and depth with a walk that builds
-nothing, then `node_json` rebuilds.
+json's compact encoder writes what Node writes but for floats (Node: 1e-7, 5, 0; Python:
+1e-07, 5.0, -0.0) and lone surrogates (Node escapes them). The rebuild runs before the
+signature is checked, so it is linear in the payload and recurses nowhere but in the encoder,
+on parts at most MAX_NESTING deep: a small float-free payload is judged a level at a time and
+encoded at once; anything else takes one walk with its own stack (`_rebuild`) that decides
+bottom up which parts are simple (no float, at most _SMALL characters) and encodes runs of
+them in one call. The UTF-8 codec escapes lone surrogates (backslashreplace, as Node does).
 """
 from __future__ import annotations
 
+import io
 import json
-import math
+import json.encoder
 import re
+from itertools import chain, islice
+from operator import itemgetter, length_hint
 
 from .errors import Reject
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
+    Frame = tuple[Any, Iterator[Any], Any, int]  # see _rebuild
+
 MAX_INVOKE_PAYLOAD = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit, bytes
-MAX_NESTING = 500  # levels of a directly invoked payload; the rebuild recurses per level
-
-
-def check_size(payload: Any) -> None:
-    """Reject(400) when the payload's JSON is larger than Lambda accepts or nested too deep:
-    decided by a walk that builds nothing, before any rebuild is paid for."""
-    if _json_size_at_least(payload) > MAX_INVOKE_PAYLOAD:
-        raise Reject(400, "payload is larger than Lambda's 6 MB invocation limit")
-
-
-def _json_values(value: Any) -> Iterator[Any]:
-    """`value` and everything inside it, depth first. The walk keeps one iterator per level
-    of nesting, so it holds nothing per item; Reject(400) past MAX_NESTING levels."""
-    levels = [iter([value])]
-    while levels:
-        for item in levels[-1]:
-            yield item
-            kind = type(item)
-            if kind is dict:
-                levels.append(iter(item.values()))
-                break
-            if kind is list:
-                levels.append(iter(item))
-                break
-        else:
-            levels.pop()
-            continue
-        if len(levels) > MAX_NESTING:
-            raise Reject(400, "payload is nested deeper than %d levels" % MAX_NESTING)
-
-
-def _json_size_at_least(value: Any) -> int:
-    """A lower bound of the JSON text's size in bytes, without building it."""
-    size = 0
-    for item in _json_values(value):
-        kind = type(item)
-        if kind is str:
-            size += len(item) + 2
-        elif kind is dict:
-            size += 1 + len(item) + sum(map(len, item)) + 2 * len(item)  # keys quoted
-        elif kind is list:
-            size += 1 + len(item)  # brackets and commas
-        else:
-            size += 1  # numbers, true, false, null
-    return size
-
-
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_SURROGATE = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
-_SLICE = 65536  # characters of a long string, or items of a long list, written at once
-_SMALL = 4096  # characters of a float-free object or list encoded in one call
+MAX_NESTING = 500  # levels of containers in a directly invoked payload, the payload included
+_FAST = 16384  # characters: a float-free payload this small is encoded in one call
+_SMALL = 4096  # characters: a float-free part this small is encoded in one call by the walk
+_SLICE = 65536  # characters of a long string escaped at once
+_TOO_LARGE = "payload is larger than Lambda's 6 MB invocation limit"
+_TOO_DEEP = "payload is nested deeper than %d levels" % MAX_NESTING
 
 
 def node_json(value: Any) -> bytes:
-    """The UTF-8 bytes of Node's JSON.stringify(value), exactly, for a value parsed from JSON
-    that Node wrote (so its keys are already in JavaScript's order)."""
-    writer = _NodeJsonWriter()
-    writer.write_value(value)
-    return writer.getvalue()
+    """The UTF-8 bytes of Node's JSON.stringify(value) for a value parsed from Node's JSON.
+    Reject(400) past MAX_NESTING or MAX_INVOKE_PAYLOAD; TypeError for a non-JSON value."""
+    output = _Output()
+    if type(value) is not dict and type(value) is not list:
+        output.parts.append(_text(value))
+        return output.getvalue()
+    text = _small_text(value)
+    if text is None:
+        _rebuild(value, output)
+    else:
+        output.parts.append(text)
+    return output.getvalue()
 
 
-def _small_without_floats(value: Any, limit: int) -> bool:
-    """True when the value holds no float and its JSON stays under `limit` characters (a
-    rough count), so encoding it at once is exact and costs little memory."""
-    size = 0
-    for item in _json_values(value):
-        kind = type(item)
-        if kind is float:
-            return False
-        size += 2
-        if kind is str:
-            size += len(item)
-        elif kind is dict:
-            size += sum(map(len, item))
-        if size > limit:
-            return False
-    return True
+_PLAIN = frozenset({str, int, bool, type(None), list, dict})  # what the encoder writes as Node
+def _small_text(root: Any) -> str | None:
+    """`root`'s JSON text if a look a level at a time finds it float-free, at most _FAST
+    characters and MAX_NESTING deep, else None (early: a large payload costs it little)."""
+    lists = [root] if type(root) is list else []
+    dicts = [root] if type(root) is dict else []
+    budget = _FAST
+    for _ in range(MAX_NESTING):
+        budget -= 2 * (sum(map(len, lists)) + sum(map(len, dicts)) + 1)
+        budget -= sum(map(len, chain.from_iterable(dicts)))  # the keys
+        if budget < 0:
+            return None
+        members = chain(chain.from_iterable(lists), chain.from_iterable(map(dict.values, dicts)))
+        lists = []
+        dicts = []
+        for member in members:
+            kind = type(member)
+            if kind is str:
+                budget -= len(member)
+                if budget < 0:
+                    return None
+            elif kind is dict:
+                dicts.append(member)
+            elif kind is list:
+                lists.append(member)
+            elif kind not in _PLAIN:
+                return None  # a float, or something the walk will refuse
+        if not lists and not dicts:
+            return _encode(root)
+    return None  # deeper than MAX_NESTING: the walk says so
 
 
-class _NodeJsonWriter:
-    """Collects JSON text in small str parts and turns them into UTF-8 bytes every 4096
-    characters (or 256 parts), so memory holds the output about twice, never one object
-    per item."""
+def _rebuild(root: Any, output: _Output) -> None:
+    """Write `root` as Node would, reading each member once. `stack`: the open containers as
+    (container, its members' iterator, its member in its parent, `seen` on entry); `seen`
+    roughly counts the characters read. Once a container must be written (a float, a long
+    string, past _SMALL), it and its ancestors write their openings (`_open`); `opened` holds
+    for each (the outermost ones) [run: members read, not written; "," once one is; `seen`
+    when the run began]."""
+    parts = output.parts
+    members = iter(root.items()) if type(root) is dict else iter(root)
+    stack: list[Frame] = [(root, members, None, 0)]
+    opened: list[list[Any]] = []
+    seen = 0
+    while stack:
+        if len(parts) >= 256:
+            output.settle()
+        container, members, member_in_parent, entered = stack[-1]
+        is_dict = type(container) is dict
+        record = opened[-1] if len(opened) == len(stack) else None
+        limit = (entered if record is None else record[2]) + _SMALL
+        if seen > limit:  # the child just read made this container too large to be simple
+            record = _grown(stack, opened, record, output, seen)
+            limit = seen + _SMALL
+        for member in members:
+            if is_dict:
+                item = member[1]
+                cost = len(member[0]) + 4
+            else:
+                item = member
+                cost = 1
+            kind = type(item)
+            if kind is str:
+                if len(item) > _SLICE:
+                    if record is None:
+                        record = _open(stack, opened, output, seen, True)
+                    parts.append(_member_head(record, member, is_dict, output))
+                    _write_long_string(item, output)
+                    continue
+                cost += len(item) + 2
+            elif kind is int or kind is bool or item is None:
+                cost += 1
+            elif kind is dict or kind is list:
+                if item:
+                    if len(stack) >= MAX_NESTING:
+                        raise Reject(400, _TOO_DEEP)
+                    seen += cost
+                    members = iter(item.items()) if kind is dict else iter(item)
+                    stack.append((item, members, member, seen))
+                    break
+                cost += 2
+            elif kind is float:
+                cost += 8
+                if record is None:
+                    record = _open(stack, opened, output, seen, True)
+                if not record[0]:  # nothing waits before it: written at once
+                    head = record[1] + _quote(member[0]) + ":" if is_dict else record[1]
+                    parts.append(head + js_number(item))
+                    record[1] = ","
+                    if len(parts) >= 256:
+                        output.settle()
+                    continue
+            else:
+                raise TypeError("%s is not a JSON value" % kind.__name__)
+            seen += cost
+            if record is not None:
+                record[0].append(member)
+            if seen > limit:
+                record = _grown(stack, opened, record, output, seen)
+                limit = seen + _SMALL
+        else:
+            stack.pop()
+            seen += 2
+            if record is not None:
+                opened.pop()
+                _flush(record, is_dict, output)
+                parts.append("}" if is_dict else "]")
+            elif not stack:
+                parts.append(_encode(container))  # the root, simple after all
+            elif len(opened) == len(stack):
+                opened[-1][0].append(member_in_parent)  # a simple child of a written parent
+
+
+def _grown(stack: list[Frame], opened: list[list[Any]], record: list[Any] | None,
+           output: _Output, seen: int) -> list[Any]:
+    """The top container passed _SMALL characters: opened if need be, its run written."""
+    if record is None:
+        record = _open(stack, opened, output, seen, False)
+    _flush(record, type(stack[-1][0]) is dict, output)
+    record[2] = seen
+    return record
+
+
+def _open(stack: list[Frame], opened: list[list[Any]], output: _Output, seen: int,
+          exclude_last: bool) -> list[Any]:
+    """Write the openings of the unwritten containers, each after its parent's run; each
+    run starts as its members read, less the child (or the top's last if `exclude_last`)."""
+    top = len(stack) - 1
+    for depth in range(len(opened), top + 1):
+        container, members, member_in_parent, _ = stack[depth]
+        is_dict = type(container) is dict
+        read = len(container) - length_hint(members)  # members the iterator has yielded
+        if depth < top or exclude_last:
+            read -= 1
+        head = "{" if is_dict else "["
+        if depth:
+            parent_is_dict = type(stack[depth - 1][0]) is dict
+            head = _member_head(opened[-1], member_in_parent, parent_is_dict, output) + head
+        output.parts.append(head)
+        if not read:
+            run = []
+        elif is_dict:
+            run = list(islice(container.items(), read))
+        else:
+            run = container[:read]
+        opened.append([run, "", seen])
+    return opened[-1]
+
+
+def _member_head(record: list[Any], member: Any, is_dict: bool, output: _Output) -> str:
+    """Before a member written on its own: the run (written now), a comma, the key."""
+    _flush(record, is_dict, output)
+    head: str = record[1]
+    record[1] = ","
+    if is_dict:
+        return head + _quote(member[0]) + ":"
+    return head
+
+
+def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
+    """Write a run: many float-free members in one encoder call, else member by member."""
+    run = record[0]
+    if not run:
+        return
+    values = map(itemgetter(1), run) if is_dict else run
+    if len(run) > 8 and float not in set(map(type, values)):
+        text = _encode(dict(run) if is_dict else run)[1:-1]
+    elif is_dict:
+        text = ",".join([_quote(key) + ":" + _text(value) for key, value in run])
+    else:
+        text = ",".join(map(_text, run))
+    output.parts.append(record[1] + text)
+    record[1] = ","
+    run.clear()
+    if len(text) > 1024:
+        output.settle()
+
+
+def _write_long_string(text: str, output: _Output) -> None:
+    """A string longer than _SLICE, a slice at a time; refused before any is written if it
+    cannot fit."""
+    if output.buffer.tell() + len(text) > MAX_INVOKE_PAYLOAD:
+        raise Reject(400, _TOO_LARGE)
+    output.parts.append('"')
+    start = 0
+    while start < len(text):
+        end = start + _SLICE
+        if "\ud800" <= text[end - 1:end] <= "\udbff":
+            end += 1  # never split a surrogate pair between two slices
+        output.parts.append(_quote(text[start:end])[1:-1])
+        output.settle()
+        start = end
+    output.parts.append('"')
+
+
+class _Output:
+    """Text parts turned into UTF-8 by `settle` (every 256 parts, or after a long one) in a
+    BytesIO, whose getvalue hands its buffer over uncopied: memory holds the output once."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.buffered = 0  # characters in `parts`
-        self.pieces: list[bytes] = []
+        self.buffer = io.BytesIO()
 
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-        self.buffered += len(text)
-        if self.buffered >= 4096 or len(self.parts) >= 256:
-            self.flush()
-
-    def flush(self) -> None:
-        self.pieces.append(_utf8("".join(self.parts)))
+    def settle(self) -> None:
+        data = _utf8("".join(self.parts))
         self.parts.clear()
-        self.buffered = 0
+        if self.buffer.tell() + len(data) > MAX_INVOKE_PAYLOAD:
+            raise Reject(400, _TOO_LARGE)
+        self.buffer.write(data)
 
     def getvalue(self) -> bytes:
-        self.flush()
-        return b"".join(self.pieces)
-
-    def write_value(self, value: Any) -> None:
-        kind = type(value)
-        # (each member takes at least 2 characters, so a long container is never small)
-        if kind in (dict, list) and len(value) * 2 < _SMALL and \
-                _small_without_floats(value, _SMALL):
-            self.write(_COMPACT.encode(value))  # a small float-free part: one encoder call
-            return
-        if kind is dict:
-            self.write("{")
-            for index, (key, item) in enumerate(value.items()):
-                comma = "," if index else ""
-                self.write(comma + _COMPACT.encode(key) + ":")
-                self.write_value(item)
-            self.write("}")
-        elif kind is list:
-            self.write("[")
-            for start in range(0, len(value), 64):
-                if start:
-                    self.write(",")
-                self.write_items(value[start:start + 64])
-            self.write("]")
-        elif kind is str and len(value) > _SLICE:
-            self.write_long_string(value)
-        else:
-            self.write(_js_scalar(value))
-
-    def write_items(self, items: list[Any]) -> None:
-        """Up to 64 list items, comma-separated: plain scalars in one encoder call."""
-        plain = all(type(item) in (str, int, bool, type(None)) for item in items)
-        if plain and not any(type(item) is str and len(item) > _SLICE for item in items):
-            self.write(_COMPACT.encode(items)[1:-1])
-            return
-        if all(type(item) is float for item in items):
-            self.write(",".join(map(js_number, items)))
-            return
-        for index, item in enumerate(items):
-            if index:
-                self.write(",")
-            self.write_value(item)
-
-    def write_long_string(self, text: str) -> None:
-        """A long string in slices, each escaped on its own and encoded at once."""
-        self.write('"')
-        start = 0
-        while start < len(text):
-            end = start + _SLICE
-            if "\ud800" <= text[end - 1:end] <= "\udbff":
-                end += 1  # never split a surrogate pair between two slices
-            self.write(_COMPACT.encode(text[start:end])[1:-1])
-            self.flush()
-            start = end
-        self.write('"')
+        self.settle()
+        return self.buffer.getvalue()
 
 
-def _js_scalar(value: Any) -> str:
-    if type(value) is float:
-        return js_number(value)
-    return _COMPACT.encode(value)
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # non-ASCII kept, as Node
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+# json.dumps's C encoder, made once (JSONEncoder.encode makes one per call), with no
+# circularity check: the walk bounded what it gets. None without the _json accelerator.
+_make_encoder: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
+_c_encoder = _make_encoder and _make_encoder(None, None, _quote, None, ":", ",", False, False,
+                                             True)
 
 
-def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of JSON text; lone surrogates become \\uXXXX escapes as Node writes them."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(_escape_lone_surrogate, text).encode()
-
-
-def _escape_lone_surrogate(match: re.Match[str]) -> str:
-    found = match.group()
-    if len(found) == 2:  # a high and a low surrogate: one character, written as itself
-        return (found.encode("utf-16-le", "surrogatepass")).decode("utf-16-le")
-    return "\\u%04x" % ord(found)
+def _encode(value: Any) -> str:
+    """The compact JSON text of a float-free value, as json.dumps writes it."""
+    if _c_encoder is None:
+        return _COMPACT.encode(value)
+    return "".join(_c_encoder(value, 0))
 
 
 def js_number(value: float) -> str:
-    """ECMAScript's Number::toString for a float: the shortest round-trip digits (the same
-    digits as Python's repr), positional for decimal exponents -7 < n <= 21, else d.ddde+N."""
+    """ECMAScript's Number::toString for a float: repr's shortest round-trip digits,
+    positional for decimal exponents -7 < n < 21, else d.ddde+N (repr: two exponent digits)."""
     text = float.__repr__(value)
-    if "e" not in text and "n" not in text:  # repr is positional for 1e-4 <= |x| < 1e16
-        if text.endswith(".0"):
-            text = text[:-2]
-        return "0" if text == "-0" else text
-    if not math.isfinite(value):
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        power = int(exponent)
+        if -7 < power < 21:
+            return _positional(mantissa, power)
+        return mantissa + ("e+" if power > 0 else "e") + str(power)  # 1e-07 -> 1e-7
+    if text.endswith(".0"):
+        return "0" if text == "-0.0" else text[:-2]
+    if text in ("inf", "-inf", "nan"):
         return "null"
-    mantissa, _, exponent_text = text.lstrip("-").partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).rstrip("0")
-    point = len(whole) + int(exponent_text or 0)  # the decimal point's position in `digits`
-    sign = "-" if value < 0 else ""
-    if len(digits) <= point <= 21:
-        return sign + digits + "0" * (point - len(digits))
-    if 0 < point <= 21:
-        return sign + digits[:point] + "." + digits[point:]
-    if -6 < point <= 0:
-        return sign + "0." + "0" * -point + digits
-    fraction_part = "." + digits[1:] if len(digits) > 1 else ""
-    return "%s%s%se%+d" % (sign, digits[0], fraction_part, point - 1)
+    return text
 
 
+def _positional(mantissa: str, power: int) -> str:
+    sign = "-" if mantissa.startswith("-") else ""
+    whole, _, fraction = mantissa.lstrip("-").partition(".")  # whole is one digit
+    if power < 0:
+        return sign + "0." + "0" * (-power - 1) + whole + fraction
+    return sign + whole + fraction + "0" * (power - len(fraction))
+
+
+_TEXT: dict[type, Callable[[Any], str]] = {
+    str: _quote, int: int.__repr__, float: js_number, type(None): lambda _: "null",
+    bool: {True: "true", False: "false"}.__getitem__, list: _encode, dict: _encode}
+
+
+def _text(value: Any) -> str:
+    write = _TEXT.get(type(value))
+    if write is None:
+        raise TypeError("%s is not a JSON value" % type(value).__name__)
+    return write(value)
+
+
+_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 of JSON text, lone surrogates as \\uXXXX (the codec's backslashreplace); a high
+    and a low surrogate side by side (only a str built in Python) are joined first."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        if _PAIR.search(text):
+            text = _PAIR.sub(_joined_pair, text)
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _joined_pair(match: re.Match[str]) -> str:  # the two halves as one character
+    return match.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le")

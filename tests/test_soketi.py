@@ -5,6 +5,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -241,3 +242,127 @@ def test_large_payloads_take_the_sliced_path_and_still_match_node_byte_for_byte(
         small = {"time_ms": 1, "events": events[:count], "pad": "y" * (1 << 20)}
         [(data, _)] = node_oracle([(SECRET, small)])
         assert node_json(json.loads(data)) == data, count
+
+
+# --- Every path of the rebuild, against Node ---------------------------------------------------
+
+def chain_of(depth, wrap, leaf=0):
+    value = leaf
+    for _ in range(depth):
+        value = wrap(value)
+    return value
+
+
+def rebuild_paths():
+    """Payloads that take each path of node_json.py: deep chains of lists and objects with
+    floats before or after the child (494 levels under the payload, events and event: 497),
+    floats at depth, runs of lone surrogates, empty containers, parts crossing the 4 KB and
+    16 KB thresholds, long strings inside nested parts."""
+    rng = random.Random(11)
+    data = {
+        "list chain, float after": chain_of(494, lambda v: [v, 1e-7]),
+        "list chain, float before": chain_of(494, lambda v: [-0.0, v]),
+        "object chain, floats": chain_of(494, lambda v: {"f": 5.0, "\u2028": v}),
+        "float-free chain": chain_of(494, lambda v: [v]),
+        "floats at depth": [chain_of(40, lambda v: {"k": [v]}, rng.choice(TRICKY_FLOATS))
+                            for _ in range(50)],
+        "surrogate runs": ["\ud800a" * 3000, "\udfff" * 5000 + "x", {"\udbff": "\udc00" * 9}],
+        "empty containers": [[], {}, [[]], [{}], {"": []}, {"": {}}] * 2000,
+        "small objects": [{"k": index / 7, "s": "x"} for index in range(3000)],
+        "mixed runs": [0 if index % 3 else [1e21] for index in range(5000)],
+        "long strings nested": [{"a": ["\U0001f44b" * 70000, 1e-7]}, "y" * 140000],
+        "around the thresholds": [["z" * size, {"n": size * 1.5}] for size in
+                                  (4000, 4095, 4096, 4097, 8190, 16383, 16384, 16385, 70000)],
+    }
+    return {name: {"time_ms": 1, "events": [{"name": "client_event", "data": value}]}
+            for name, value in data.items()}
+
+
+def test_every_path_of_the_rebuild_matches_node_byte_for_byte():
+    payloads = rebuild_paths()
+    results = node_oracle([(SECRET, payload) for payload in payloads.values()])
+    for name, (data, signature) in zip(payloads, results):
+        rebuilt = node_json(json.loads(data))
+        assert rebuilt == data, name
+        assert verify_pusher(signature, SECRET, rebuilt, max_age=0), name
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v, 0.5], lambda v: {"a": v, "b": 0.5}],
+                         ids=["lists", "objects"])
+def test_nesting_within_the_limit_is_rebuilt_and_accepted(wrap, soketi_env, call, received):
+    """494 levels of lists or objects under data (497 in all, MAX_NESTING is 500) are
+    rebuilt as Node wrote them: the signed invocation is accepted, never a RecursionError."""
+    payload = {"time_ms": int(time.time() * 1000),
+               "events": [{"name": "client_event", "data": chain_of(494, wrap)}]}
+    response, log = call(invoke_event(payload))
+    assert response["statusCode"] == 200, log
+    assert received[0].events == payload["events"]
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v, 0.5], lambda v: {"a": v, "b": 0.5},
+                                  lambda v: [v], lambda v: {"a": v}],
+                         ids=["lists", "objects", "bare lists", "bare objects"])
+def test_nesting_past_the_limit_is_a_400_naming_it(wrap, soketi_env, call, received):
+    """One level more than MAX_NESTING: 400 naming the limit, for lists as for objects."""
+    from signed_webhooks.node_json import MAX_NESTING
+    payload = {"events": [{"data": chain_of(MAX_NESTING - 2, wrap)}]}  # 501 levels
+    headers = {"X-Pusher-Key": APP_KEY, "X-Pusher-Signature": "0" * 64}
+    response, log = call({"payload": payload, "headers": headers})
+    assert response["statusCode"] == 400, log
+    assert log["reason"] == "payload is nested deeper than %d levels" % MAX_NESTING
+    assert not received
+    payload["events"][0]["data"] = chain_of(MAX_NESTING - 3, wrap)  # 500 levels: rebuilt
+    response, log = call({"payload": payload, "headers": headers})
+    assert response["statusCode"] == 401 and "does not match" in log["reason"], log
+
+
+# --- Linear: twice the size or twice the depth, twice the work at most ------------------------
+
+def traced_events(payload):
+    """Python-level events (calls, lines, returns) of one rebuild: a deterministic count of
+    the interpreted work, whatever the machine's speed. What runs in C (the encoder, the
+    codec, str methods) is one event per call, and linear in its input by itself."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        count += 1
+        return tracer
+    sys.settrace(tracer)
+    try:
+        rebuilt = node_json(payload)
+    finally:
+        sys.settrace(None)
+    return count, len(rebuilt)
+
+
+LINEAR_CASES = {  # (depth, copies) -> payload data
+    "chains of [v, 1e-7]": lambda depth, copies: [chain_of(depth, lambda v: [v, 1e-7])
+                                                   for _ in range(copies)],
+    "chains of [1e-7, v]": lambda depth, copies: [chain_of(depth, lambda v: [1e-7, v])
+                                                   for _ in range(copies)],
+    "float-free chains": lambda depth, copies: [chain_of(depth, lambda v: [v, "s"])
+                                                 for _ in range(copies)],
+    "object chains": lambda depth, copies: [chain_of(depth, lambda v: {"k": v, "f": 0.5})
+                                             for _ in range(copies)],
+    "floats at depth": lambda depth, copies: [chain_of(depth, lambda v: [[v]], 1e-7)
+                                               for _ in range(copies)],
+    "flat small objects": lambda depth, copies: [{"k": 0.5, "s": "x"}] * (depth * copies),
+    "empty containers": lambda depth, copies: [[], {}] * (depth * copies),
+    "lone surrogates": lambda depth, copies: ["\ud800a" * (depth * copies * 10)],
+}
+
+
+@pytest.mark.parametrize("make", LINEAR_CASES.values(), ids=LINEAR_CASES)
+def test_rebuild_work_per_byte_stays_flat_when_size_or_depth_doubles(make):
+    """SECURITY.md: every other path is linear. The interpreted work per rebuilt byte, counted
+    by sys.settrace (deterministic; no clock), may not grow when the payload gets twice as
+    large or twice as deep. A rebuild that rechecks each part at every level (bytes x depth)
+    or copies parts per level fails here. Depths stay well inside MAX_NESTING."""
+    def per_byte(depth, copies):
+        payload = {"time_ms": 1, "events": [{"name": "client_event", "data": make(depth, copies)}]}
+        events, size = traced_events(payload)
+        return events / size
+    base = per_byte(50, 150)  # past the one-call path for payloads under 16 KB (_FAST)
+    assert per_byte(50, 300) <= base * 1.1, "twice the size"
+    assert per_byte(100, 150) <= base * 1.1, "twice the depth"

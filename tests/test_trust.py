@@ -685,7 +685,8 @@ PAYLOAD_DATA = {  # data(n): about n items, or n characters for the strings
     "many empty lists": lambda n: [[] for _ in range(n // 10)],
     "many small objects": lambda n: [{"k": 0.5} for _ in range(n // 10)],
 }
-SCALE = 40_000  # measured at SCALE and twice it: long strings pass the rebuild's 64K slices
+SCALE = 100_000  # measured at SCALE and twice it: past the one-call path for small payloads
+# (_FAST) and the 64K slices of long strings
 
 
 @pytest.mark.parametrize("data", PAYLOAD_DATA.values(), ids=PAYLOAD_DATA)

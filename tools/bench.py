@@ -925,12 +925,32 @@ def limits_section():
                1.5, figures[6_000_000] / figures[64 * 1024])
 
 
-# Payloads that were the rebuild's worst cases (issue: one lone surrogate cost 13.8x memory,
-# a 6 MB array of floats 2.3 s): each about 6 MB of JSON, answered as a forgery would be.
+def _chains(wrap, depth=490, count=6_000_000):
+    """Fresh chains `depth` levels deep, built by `wrap`, about `count` bytes of JSON in all."""
+    def chain():
+        value = 0
+        for _ in range(depth):
+            value = wrap(value)
+        return value
+    size = len(node_json(chain()))
+    return [chain() for _ in range(count // size)]
+
+
+# The rebuild's worst cases, each about 6 MB of JSON, answered as a forgery would be: the
+# issue's (one lone surrogate cost 13.8x memory, an array of floats 2.3 s) and the red team's
+# (deep chains of floats: bytes x depth; flat small or empty objects; lone surrogates).
 WORST_SOKETI_PAYLOADS = {
     "one lone surrogate in a 6 MB string": lambda: ["a" * 5_900_000 + "\ud800"],
+    "lone surrogates between ASCII (5 MB)": lambda: ["\ud800a" * 840_000],
+    "one long string": lambda: ["a" * 5_900_000],
     "6 MB array of floats": lambda: [index / 7 for index in range(310_000)],
+    "6 MB array of 1e-7": lambda: [1e-7] * 1_000_000,
     "6 MB of small objects": lambda: [{"k": index / 7, "s": "x"} for index in range(190_000)],
+    "6 MB of empty objects": lambda: [{} for _ in range(1_950_000)],
+    "6 MB of [1e-7] lists": lambda: [[1e-7] for _ in range(720_000)],
+    "chains of [v, 0.5], 490 deep": lambda: _chains(lambda v: [v, 0.5]),
+    "chains of [1e-7, v], 490 deep": lambda: _chains(lambda v: [1e-7, v]),
+    "chains of [v], 490 deep": lambda: _chains(lambda v: [v]),
 }
 
 
