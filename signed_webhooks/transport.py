@@ -55,8 +55,27 @@ def post(address: Address, headers: dict[str, str], body: bytes,
     """POST / with `headers` (Host among them) and `body`; (status, answer bytes) by
     `deadline` (time.monotonic()), else socket.timeout. Any other failure raises as it
     comes (OSError, http.client.HTTPException, AnswerTooLarge); the connection is then
-    closed, never reused."""
+    closed, never reused. A kept connection that the server closed while it sat idle (its
+    close raced the check before reuse) fails before any answer: the request then goes once
+    more on a new connection, as HTTP clients do (a write it had in fact delivered is
+    recognised by the protocol as its own)."""
     connection = _take_connection(address)
+    reused = connection.sock is not None
+    try:
+        return _exchange(connection, headers, body, deadline)
+    except CLOSED_WHILE_IDLE:
+        if not reused:
+            raise
+    return _exchange(Connection(address), headers, body, deadline)
+
+
+# What a request on a connection the server has closed meets, before any answer.
+CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+def _exchange(connection: Connection, headers: dict[str, str], body: bytes,
+              deadline: float) -> tuple[int, bytes]:
+    """One request on `connection`, kept for later when it went well, else closed."""
     try:
         status, answer = connection.exchange(headers, body, deadline)
     except BaseException:

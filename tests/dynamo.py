@@ -158,11 +158,17 @@ class Proxy:
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body are two writes
 
+            def setup(self):
+                super().setup()
+                with proxy.lock:
+                    proxy.open_connections.add(self.connection)
+
             def do_POST(self):
                 proxy.forward(self)
 
             def log_message(self, *args):
                 pass
+        self.open_connections = set()  # the clients' connections, for close_idle()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.framing = framing  # answers by Content-Length, in chunks, or until closed
@@ -286,24 +292,35 @@ class Proxy:
             request.close_connection = True
 
     def send_upstream(self, body, headers):
-        """(status, answer) from the peer, over this thread's kept-alive connection."""
-        upstream = getattr(self.connections, "upstream", None)
-        if upstream is None:
-            upstream = self.connections.upstream = http.client.HTTPConnection(
-                self.upstream, timeout=10)
-        try:
-            upstream.request("POST", "/", body, {k: v for k, v in headers.items()
-                                                 if k.lower() != "connection"})
-            response = upstream.getresponse()
-            answer = response.read()
-        except Exception:
-            self.connections.upstream = None
-            upstream.close()
-            raise
-        if response.will_close:
-            self.connections.upstream = None
-            upstream.close()
-        return response.status, answer
+        """(status, answer) from the peer, over this thread's kept-alive connection. A kept
+        connection the peer has closed meanwhile (Node's servers close idle ones after 5 s)
+        fails before any answer: the request is sent once more on a new connection."""
+        for attempt in (1, 2):
+            upstream = getattr(self.connections, "upstream", None)
+            reused = upstream is not None
+            if upstream is None:
+                upstream = self.connections.upstream = http.client.HTTPConnection(
+                    self.upstream, timeout=10)
+            try:
+                upstream.request("POST", "/", body, {k: v for k, v in headers.items()
+                                                     if k.lower() != "connection"})
+                response = upstream.getresponse()
+                answer = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.connections.upstream = None
+                upstream.close()
+                if reused and attempt == 1:
+                    continue
+                raise
+            except Exception:
+                self.connections.upstream = None
+                upstream.close()
+                raise
+            if response.will_close:
+                self.connections.upstream = None
+                upstream.close()
+            return response.status, answer
+        raise AssertionError("the loop above returns or raises")
 
     @staticmethod
     def answer(request, status, body):
@@ -312,6 +329,15 @@ class Proxy:
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
+
+    def close_idle(self):
+        """Close every client connection from this side, as a server closes idle ones."""
+        import socket
+        with self.lock:
+            connections, self.open_connections = self.open_connections, set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def close(self):
         self.server.shutdown()

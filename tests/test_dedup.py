@@ -547,6 +547,23 @@ def test_a_garbage_answer_is_a_store_error_before_and_after_handle(
     assert "completion not recorded" in log["reason"] and effects == [message_id]
 
 
+def test_a_kept_connection_the_store_closed_while_idle_is_replaced_not_counted(
+        dedup_env, call, effects, monkeypatch):
+    """A server closes idle connections when it likes; its close can race the check made
+    before a kept connection is reused (modelled here: the check passes). The request then
+    fails before any answer and goes again on a new connection, without using up the
+    client's one retry, which a cut answer right after still gets."""
+    first = new_id()
+    assert deliver(call, delivery(first))[2]["dedup"] == "new"  # a connection is kept
+    dedup_env.close_idle()
+    monkeypatch.setattr(transport.Connection, "clean", lambda connection: True)
+    second = new_id()
+    dedup_env.plan("PutItem", "drop_after")
+    status, _, log = deliver(call, delivery(second))
+    assert status == 200 and log["dedup"] == "new", log["reason"]
+    assert effects == [first, second]
+
+
 # --- The store's fault paths, one test each ---------------------------------------------------
 
 def test_fault_token_write_applied_but_its_answer_lost(dedup_env, call, effects):
