@@ -16,7 +16,8 @@ METRICS_NAMESPACE, SOKETI_SECRET) or first used.
     errors          the exceptions handle raises and the checks raise  -
     keys            the signing keys and app secrets, judged           -
     config          every environment variable, judged                 keys
-    node_json *     Node's JSON.stringify, rebuilt (soketi invoke)     errors
+    js_text *       how Node writes one JSON value: numbers, escapes   -
+    node_json *     Node's JSON.stringify, rebuilt (soketi invoke)     errors, js_text
     events          event -> Request; answer -> the event's response   errors, node_json
     qstash          verify: the Upstash-Signature token                config, errors
     pusher *        verify_pusher: the X-Pusher-Signature HMAC         config, errors

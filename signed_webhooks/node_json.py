@@ -11,17 +11,15 @@ them in one call. The UTF-8 codec escapes lone surrogates (backslashreplace, as 
 from __future__ import annotations
 
 import io
-import json
-import json.encoder
-import re
 from itertools import chain, islice
 from operator import itemgetter, length_hint
 
 from .errors import Reject
+from .js_text import encode, js_number, quote, utf8, value_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from typing import Any
 
     Frame = tuple[Any, Iterator[Any], Any, int]  # see _rebuild
@@ -40,7 +38,7 @@ def node_json(value: Any) -> bytes:
     Reject(400) past MAX_NESTING or MAX_INVOKE_PAYLOAD; TypeError for a non-JSON value."""
     output = _Output()
     if type(value) is not dict and type(value) is not list:
-        output.parts.append(_text(value))
+        output.parts.append(value_text(value))
         return output.getvalue()
     text = _small_text(value)
     if text is None:
@@ -51,6 +49,8 @@ def node_json(value: Any) -> bytes:
 
 
 _PLAIN = frozenset({str, int, bool, type(None), list, dict})  # what the encoder writes as Node
+
+
 def _small_text(root: Any) -> str | None:
     """`root`'s JSON text if a look a level at a time finds it float-free, at most _FAST
     characters and MAX_NESTING deep, else None (early: a large payload costs it little)."""
@@ -78,7 +78,7 @@ def _small_text(root: Any) -> str | None:
             elif kind not in _PLAIN:
                 return None  # a float, or something the walk will refuse
         if not lists and not dicts:
-            return _encode(root)
+            return encode(root)
     return None  # deeper than MAX_NESTING: the walk says so
 
 
@@ -136,7 +136,7 @@ def _rebuild(root: Any, output: _Output) -> None:
                 if record is None:
                     record = _open(stack, opened, output, seen, True)
                 if not record[0]:  # nothing waits before it: written at once
-                    head = record[1] + _quote(member[0]) + ":" if is_dict else record[1]
+                    head = record[1] + quote(member[0]) + ":" if is_dict else record[1]
                     parts.append(head + js_number(item))
                     record[1] = ","
                     if len(parts) >= 256:
@@ -158,7 +158,7 @@ def _rebuild(root: Any, output: _Output) -> None:
                 _flush(record, is_dict, output)
                 parts.append("}" if is_dict else "]")
             elif not stack:
-                parts.append(_encode(container))  # the root, simple after all
+                parts.append(encode(container))  # the root, simple after all
             elif len(opened) == len(stack):
                 opened[-1][0].append(member_in_parent)  # a simple child of a written parent
 
@@ -205,7 +205,7 @@ def _member_head(record: list[Any], member: Any, is_dict: bool, output: _Output)
     head: str = record[1]
     record[1] = ","
     if is_dict:
-        return head + _quote(member[0]) + ":"
+        return head + quote(member[0]) + ":"
     return head
 
 
@@ -216,11 +216,11 @@ def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
         return
     values = map(itemgetter(1), run) if is_dict else run
     if len(run) > 8 and float not in set(map(type, values)):
-        text = _encode(dict(run) if is_dict else run)[1:-1]
+        text = encode(dict(run) if is_dict else run)[1:-1]
     elif is_dict:
-        text = ",".join([_quote(key) + ":" + _text(value) for key, value in run])
+        text = ",".join([quote(key) + ":" + value_text(value) for key, value in run])
     else:
-        text = ",".join(map(_text, run))
+        text = ",".join(map(value_text, run))
     output.parts.append(record[1] + text)
     record[1] = ","
     run.clear()
@@ -239,7 +239,7 @@ def _write_long_string(text: str, output: _Output) -> None:
         end = start + _SLICE
         if "\ud800" <= text[end - 1:end] <= "\udbff":
             end += 1  # never split a surrogate pair between two slices
-        output.parts.append(_quote(text[start:end])[1:-1])
+        output.parts.append(quote(text[start:end])[1:-1])
         output.settle()
         start = end
     output.parts.append('"')
@@ -254,7 +254,7 @@ class _Output:
         self.buffer = io.BytesIO()
 
     def settle(self) -> None:
-        data = _utf8("".join(self.parts))
+        data = utf8("".join(self.parts))
         self.parts.clear()
         if self.buffer.tell() + len(data) > MAX_INVOKE_PAYLOAD:
             raise Reject(400, _TOO_LARGE)
@@ -265,72 +265,3 @@ class _Output:
         return self.buffer.getvalue()
 
 
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # non-ASCII kept, as Node
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-# json.dumps's C encoder, made once (JSONEncoder.encode makes one per call), with no
-# circularity check: the walk bounded what it gets. None without the _json accelerator.
-_make_encoder: Callable[..., Any] | None = getattr(json.encoder, "c_make_encoder", None)
-_c_encoder = _make_encoder and _make_encoder(None, None, _quote, None, ":", ",", False, False,
-                                             True)
-
-
-def _encode(value: Any) -> str:
-    """The compact JSON text of a float-free value, as json.dumps writes it."""
-    if _c_encoder is None:
-        return _COMPACT.encode(value)
-    return "".join(_c_encoder(value, 0))
-
-
-def js_number(value: float) -> str:
-    """ECMAScript's Number::toString for a float: repr's shortest round-trip digits,
-    positional for decimal exponents -7 < n < 21, else d.ddde+N (repr: two exponent digits)."""
-    text = float.__repr__(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        power = int(exponent)
-        if -7 < power < 21:
-            return _positional(mantissa, power)
-        return mantissa + ("e+" if power > 0 else "e") + str(power)  # 1e-07 -> 1e-7
-    if text.endswith(".0"):
-        return "0" if text == "-0.0" else text[:-2]
-    if text in ("inf", "-inf", "nan"):
-        return "null"
-    return text
-
-
-def _positional(mantissa: str, power: int) -> str:
-    sign = "-" if mantissa.startswith("-") else ""
-    whole, _, fraction = mantissa.lstrip("-").partition(".")  # whole is one digit
-    if power < 0:
-        return sign + "0." + "0" * (-power - 1) + whole + fraction
-    return sign + whole + fraction + "0" * (power - len(fraction))
-
-
-_TEXT: dict[type, Callable[[Any], str]] = {
-    str: _quote, int: int.__repr__, float: js_number, type(None): lambda _: "null",
-    bool: {True: "true", False: "false"}.__getitem__, list: _encode, dict: _encode}
-
-
-def _text(value: Any) -> str:
-    write = _TEXT.get(type(value))
-    if write is None:
-        raise TypeError("%s is not a JSON value" % type(value).__name__)
-    return write(value)
-
-
-_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 of JSON text, lone surrogates as \\uXXXX (the codec's backslashreplace); a high
-    and a low surrogate side by side (only a str built in Python) are joined first."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        if _PAIR.search(text):
-            text = _PAIR.sub(_joined_pair, text)
-        return text.encode("utf-8", "backslashreplace")
-
-
-def _joined_pair(match: re.Match[str]) -> str:  # the two halves as one character
-    return match.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le")
