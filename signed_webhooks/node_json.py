@@ -87,12 +87,11 @@ def _rebuild(root: Any, output: _Output) -> None:
     (container, its members' iterator, its member in its parent, `seen` on entry); `seen`
     roughly counts the characters read. Once a container must be written (a float, a long
     string, past _SMALL), it and its ancestors write their openings (`_open`); `opened` holds
-    for each (the outermost ones) [run: members read, not written; "," once one is; `seen`
-    when the run began]."""
+    an _Opened for each of them (the outermost ones)."""
     parts = output.parts
     members = iter(root.items()) if type(root) is dict else iter(root)
     stack: list[Frame] = [(root, members, None, 0)]
-    opened: list[list[Any]] = []
+    opened: list[_Opened] = []
     seen = 0
     while stack:
         if len(parts) >= 256:
@@ -100,7 +99,7 @@ def _rebuild(root: Any, output: _Output) -> None:
         container, members, member_in_parent, entered = stack[-1]
         is_dict = type(container) is dict
         record = opened[-1] if len(opened) == len(stack) else None
-        limit = (entered if record is None else record[2]) + _SMALL
+        limit = (entered if record is None else record.since) + _SMALL
         if seen > limit:  # the child just read made this container too large to be simple
             record = _grown(stack, opened, record, output, seen)
             limit = seen + _SMALL
@@ -135,10 +134,10 @@ def _rebuild(root: Any, output: _Output) -> None:
                 cost += 8
                 if record is None:
                     record = _open(stack, opened, output, seen, True)
-                if not record[0]:  # nothing waits before it: written at once
-                    head = record[1] + quote(member[0]) + ":" if is_dict else record[1]
+                if not record.run:  # nothing waits before it: written at once
+                    head = record.comma + quote(member[0]) + ":" if is_dict else record.comma
                     parts.append(head + js_number(item))
-                    record[1] = ","
+                    record.comma = ","
                     if len(parts) >= 256:
                         output.settle()
                     continue
@@ -146,7 +145,7 @@ def _rebuild(root: Any, output: _Output) -> None:
                 raise TypeError("%s is not a JSON value" % kind.__name__)
             seen += cost
             if record is not None:
-                record[0].append(member)
+                record.run.append(member)
             if seen > limit:
                 record = _grown(stack, opened, record, output, seen)
                 limit = seen + _SMALL
@@ -160,21 +159,21 @@ def _rebuild(root: Any, output: _Output) -> None:
             elif not stack:
                 parts.append(encode(container))  # the root, simple after all
             elif len(opened) == len(stack):
-                opened[-1][0].append(member_in_parent)  # a simple child of a written parent
+                opened[-1].run.append(member_in_parent)  # a simple child of a written parent
 
 
-def _grown(stack: list[Frame], opened: list[list[Any]], record: list[Any] | None,
-           output: _Output, seen: int) -> list[Any]:
+def _grown(stack: list[Frame], opened: list[_Opened], record: _Opened | None,
+           output: _Output, seen: int) -> _Opened:
     """The top container passed _SMALL characters: opened if need be, its run written."""
     if record is None:
         record = _open(stack, opened, output, seen, False)
     _flush(record, type(stack[-1][0]) is dict, output)
-    record[2] = seen
+    record.since = seen
     return record
 
 
-def _open(stack: list[Frame], opened: list[list[Any]], output: _Output, seen: int,
-          exclude_last: bool) -> list[Any]:
+def _open(stack: list[Frame], opened: list[_Opened], output: _Output, seen: int,
+          exclude_last: bool) -> _Opened:
     """Write the openings of the unwritten containers, each after its parent's run; each
     run starts as its members read, less the child (or the top's last if `exclude_last`)."""
     top = len(stack) - 1
@@ -195,23 +194,23 @@ def _open(stack: list[Frame], opened: list[list[Any]], output: _Output, seen: in
             run = list(islice(container.items(), read))
         else:
             run = container[:read]
-        opened.append([run, "", seen])
+        opened.append(_Opened(run, seen))
     return opened[-1]
 
 
-def _member_head(record: list[Any], member: Any, is_dict: bool, output: _Output) -> str:
+def _member_head(record: _Opened, member: Any, is_dict: bool, output: _Output) -> str:
     """Before a member written on its own: the run (written now), a comma, the key."""
     _flush(record, is_dict, output)
-    head: str = record[1]
-    record[1] = ","
+    head: str = record.comma
+    record.comma = ","
     if is_dict:
         return head + quote(member[0]) + ":"
     return head
 
 
-def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
+def _flush(record: _Opened, is_dict: bool, output: _Output) -> None:
     """Write a run: many float-free members in one encoder call, else member by member."""
-    run = record[0]
+    run = record.run
     if not run:
         return
     values = map(itemgetter(1), run) if is_dict else run
@@ -221,8 +220,8 @@ def _flush(record: list[Any], is_dict: bool, output: _Output) -> None:
         text = ",".join([quote(key) + ":" + value_text(value) for key, value in run])
     else:
         text = ",".join(map(value_text, run))
-    output.parts.append(record[1] + text)
-    record[1] = ","
+    output.parts.append(record.comma + text)
+    record.comma = ","
     run.clear()
     if len(text) > 1024:
         output.settle()
@@ -243,6 +242,19 @@ def _write_long_string(text: str, output: _Output) -> None:
         output.settle()
         start = end
     output.parts.append('"')
+
+
+class _Opened:
+    """A container whose opening is written: `run`, its members read and not yet written;
+    `comma`, what goes before its next member ("", then ","); `since`, the characters read
+    when the run began."""
+
+    __slots__ = ("run", "comma", "since")
+
+    def __init__(self, run: list[Any], since: int) -> None:
+        self.run = run
+        self.comma = ""
+        self.since = since
 
 
 class _Output:
