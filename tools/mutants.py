@@ -13,6 +13,7 @@ tests/equivalent-mutants.md and counted apart).
     make mutants                      every module in TESTS, two workers
     make mutants MODULES=qstash,dedup some of them
     python tools/mutants.py --list qstash     the mutants, without running anything
+    python tools/mutants.py --try NAME...     only these mutants (after writing a test)
 
 It prints, per module, the total, killed (by failure or timeout), survived and equivalent
 counts, and the share of non-equivalent mutants killed (target: 95% in each module), and
@@ -391,14 +392,40 @@ def report(summary: dict[str, dict[str, int]], survivors: list[str]) -> int:
     return 0
 
 
+def try_named(names: list[str]) -> int:
+    """Run the named mutants (in a copy of their own, so a full run may go on meanwhile);
+    1 when any survives or is unknown."""
+    worker = Worker(0, ROOT / "build" / "mutants-try")
+    status = 0
+    for name in names:
+        module = name.partition(".")[0]
+        found = {}
+        if module in TESTS:
+            found = {mutant.name: mutant for mutant in find_mutants(module)}
+        if name not in found:
+            print("%s: no such mutant" % name, flush=True)
+            status = 1
+            continue
+        result = worker.try_mutant(found[name], timeout=1800)
+        if result == "survived":
+            status = 1
+        print("%-9s %s" % (result, found[name].describe()), flush=True)
+    return status
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", metavar="MODULE", help="list a module's mutants and stop")
+    parser.add_argument("--try", dest="names", metavar="NAME", nargs="+",
+                        help="run only these mutants (module.function:operator#n), one at a "
+                        "time, each against its module's tests, and say which survive")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     arguments = parser.parse_args()
     if arguments.list:
         print("".join(mutant.describe() + "\n" for mutant in find_mutants(arguments.list)))
         return
+    if arguments.names:
+        sys.exit(try_named(arguments.names))
     chosen = os.environ.get("MODULES", "")
     modules = [name for name in chosen.split(",") if name] or list(TESTS)
     unknown = [name for name in modules if name not in TESTS]
