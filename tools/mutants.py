@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = "signed_webhooks"
@@ -44,14 +45,19 @@ EQUIVALENTS = ROOT / "tests" / "equivalent-mutants.md"
 TARGET = 0.95  # share of non-equivalent mutants killed, per module
 
 # Each module's mutants run the tests that cover it (fast unit tests; the soak and other
-# long-running tests are left out with -k).
+# long-running tests are left out with -k), the module's own test file first: most mutants
+# fail there, and -x stops at the first failure. A test may be named alone (file::test).
+DEDUP_CONFIGURATION = ["tests/test_dedup.py::test_endpoint_variables_are_checked",
+                       "tests/test_dedup.py::test_only_the_endpoint_in_use_is_checked"]
 TESTS = {
     "qstash": ["tests/test_verify.py", "tests/test_attack.py", "tests/test_trust.py",
                "tests/test_handler.py"],
     "pusher": ["tests/test_soketi.py", "tests/test_trust.py", "tests/test_shapes.py"],
-    "keys": ["tests/test_trust.py", "tests/test_configuration.py"],
-    "config": ["tests/test_trust.py", "tests/test_configuration.py", "tests/test_handler.py",
-               "tests/test_metrics.py"],
+    "keys": ["tests/test_configuration.py", "tests/test_trust.py"],
+    "config": ["tests/test_configuration.py", "tests/test_trust.py", "tests/test_handler.py",
+               "tests/test_metrics.py", *DEDUP_CONFIGURATION,
+               "tests/test_layout.py::test_configured_features_are_imported_at_init_before_any_"
+               "request"],
     "events": ["tests/test_shapes.py", "tests/test_trust.py", "tests/test_aws_events.py",
                "tests/test_handler.py", "tests/test_robustness.py"],
     "authenticate": ["tests/test_trust.py", "tests/test_handler.py", "tests/test_shapes.py"],
@@ -134,7 +140,7 @@ class Finder(ast.NodeVisitor):
     # --- scopes and what is never mutated -------------------------------------------------
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self.scope.append(node.name)
-        self.visit_body(node.body)
+        self.visit_body(node.body, function_body=True)
         self.scope.pop()
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
@@ -171,13 +177,18 @@ class Finder(ast.NodeVisitor):
         if node.value is not None:
             self.visit(node.value)
 
-    def visit_body(self, body: list[ast.stmt]) -> None:
+    def visit_body(self, body: list[ast.stmt], function_body: bool = False) -> None:
         for index, statement in enumerate(body):
             is_docstring = index == 0 and isinstance(statement, ast.Expr) and isinstance(
                 statement.value, ast.Constant) and isinstance(statement.value.value, str)
             if is_docstring:
                 continue
-            if self.scope and isinstance(statement, DELETABLE):
+            deletable = bool(self.scope) and isinstance(statement, DELETABLE)
+            if function_body and index == len(body) - 1 and returns_none(statement):
+                deletable = False  # the function returns None without it as well
+            if is_declaration(statement):
+                deletable = False
+            if deletable:
                 self.add(statement, "delete", "pass")
             if isinstance(statement, ast.Return) and statement.value is not None and \
                     not (isinstance(statement.value, ast.Constant)
@@ -250,6 +261,20 @@ class Finder(ast.NodeVisitor):
             self.add(node, "constant", repr(value - 1))
 
 
+def returns_none(statement: ast.stmt) -> bool:
+    """`return` or `return None`: deleted as a function's last statement, the function still
+    returns None, so that mutant is not made (it could only be equivalent)."""
+    if not isinstance(statement, ast.Return):
+        return False
+    value = statement.value
+    return value is None or (isinstance(value, ast.Constant) and value.value is None)
+
+
+def is_declaration(statement: ast.stmt) -> bool:
+    """`name: type` without a value: for type checkers only, nothing to delete at run time."""
+    return isinstance(statement, ast.AnnAssign) and statement.value is None
+
+
 def module_path(module: str) -> pathlib.Path:
     return ROOT / PACKAGE / (module + ".py")
 
@@ -297,8 +322,9 @@ class Worker:
 
     def run_tests(self, module: str, timeout: float) -> tuple[str, float]:
         """("passed" | "failed" | "timeout", seconds) for the module's tests in this copy."""
-        argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                *[test for test in TESTS[module] if (self.folder / test).exists()]]
+        tests = [test for test in TESTS[module]
+                 if (self.folder / test.partition("::")[0]).exists()]
+        argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
         if module in DESELECT:
             argv += ["-k", DESELECT[module]]
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "CI": ""}
@@ -322,36 +348,51 @@ class Worker:
         return {"passed": "survived", "failed": "killed", "timeout": "timeout"}[outcome]
 
 
-def run(modules: list[str], workers: int) -> int:
-    WORK.mkdir(parents=True, exist_ok=True)
-    equivalents = read_equivalents()
-    pool = [Worker(index) for index in range(workers)]
-    idle: queue.Queue[Worker] = queue.Queue()
-    for worker in pool:
-        idle.put(worker)
+class Pool:
+    """Workers that try mutants side by side, each in a copy of the project of its own."""
 
-    def attempt(mutant: Mutant, timeout: float) -> str:
-        worker = idle.get()
+    def __init__(self, workers: int, work: pathlib.Path = WORK) -> None:
+        work.mkdir(parents=True, exist_ok=True)
+        self.workers = [Worker(index, work) for index in range(workers)]
+        self.idle: queue.Queue[Worker] = queue.Queue()
+        for worker in self.workers:
+            self.idle.put(worker)
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.executor.shutdown()
+
+    def attempt(self, mutant: Mutant, timeout: float) -> str:
+        worker = self.idle.get()
         try:
             return worker.try_mutant(mutant, timeout)
         finally:
-            idle.put(worker)
+            self.idle.put(worker)
 
+    def outcomes(self, mutants: list[Mutant], timeout: float) -> Iterator[str]:
+        """Each mutant's outcome ("killed", "timeout", "survived"), in their order."""
+        return self.executor.map(functools.partial(self.attempt, timeout=timeout), mutants)
+
+
+def run(modules: list[str], workers: int) -> int:
+    equivalents = read_equivalents()
     summary = {}
     survivors: list[str] = []
-    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
+    with Pool(workers) as pool:
         for module in modules:
             mutants = find_mutants(module)
-            outcome, seconds = pool[0].run_tests(module, timeout=1800)
+            outcome, seconds = pool.workers[0].run_tests(module, timeout=1800)
             if outcome != "passed":
                 print("%s: its tests fail without any mutant; fix them first" % module)
                 return 2
             timeout = max(3 * seconds, seconds + 30)
             print("%s: %d mutants, its tests take %.0f s (timeout %.0f s)"
                   % (module, len(mutants), seconds, timeout), flush=True)
-            results = executor.map(functools.partial(attempt, timeout=timeout), mutants)
             counts = {"killed": 0, "timeout": 0, "survived": 0, "equivalent": 0}
-            for mutant, result in zip(mutants, results):
+            for mutant, result in zip(mutants, pool.outcomes(mutants, timeout)):
                 if result == "survived" and mutant.name in equivalents:
                     result = "equivalent"
                 counts[result] += 1
@@ -392,24 +433,34 @@ def report(summary: dict[str, dict[str, int]], survivors: list[str]) -> int:
     return 0
 
 
-def try_named(names: list[str]) -> int:
-    """Run the named mutants (in a copy of their own, so a full run may go on meanwhile);
-    1 when any survives or is unknown."""
-    worker = Worker(0, ROOT / "build" / "mutants-try")
-    status = 0
+def named_mutants(names: list[str]) -> tuple[list[Mutant], list[str]]:
+    """(the mutants named, the names that name none)."""
+    found = []
+    unknown = []
     for name in names:
         module = name.partition(".")[0]
-        found = {}
+        by_name = {}
         if module in TESTS:
-            found = {mutant.name: mutant for mutant in find_mutants(module)}
-        if name not in found:
-            print("%s: no such mutant" % name, flush=True)
-            status = 1
-            continue
-        result = worker.try_mutant(found[name], timeout=1800)
-        if result == "survived":
-            status = 1
-        print("%-9s %s" % (result, found[name].describe()), flush=True)
+            by_name = {mutant.name: mutant for mutant in find_mutants(module)}
+        if name in by_name:
+            found.append(by_name[name])
+        else:
+            unknown.append(name)
+    return found, unknown
+
+
+def try_named(names: list[str], workers: int) -> int:
+    """Run the named mutants (in copies of their own, so a full run may go on meanwhile);
+    1 when any survives or is unknown."""
+    found, unknown = named_mutants(names)
+    for name in unknown:
+        print("%s: no such mutant" % name, flush=True)
+    status = 1 if unknown else 0
+    with Pool(workers, ROOT / "build" / "mutants-try") as pool:
+        for mutant, result in zip(found, pool.outcomes(found, timeout=1800)):
+            if result == "survived":
+                status = 1
+            print("%-9s %s" % (result, mutant.describe()), flush=True)
     return status
 
 
@@ -425,7 +476,7 @@ def main() -> None:
         print("".join(mutant.describe() + "\n" for mutant in find_mutants(arguments.list)))
         return
     if arguments.names:
-        sys.exit(try_named(arguments.names))
+        sys.exit(try_named(arguments.names, arguments.workers))
     chosen = os.environ.get("MODULES", "")
     modules = [name for name in chosen.split(",") if name] or list(TESTS)
     unknown = [name for name in modules if name not in TESTS]
