@@ -28,6 +28,7 @@ from signed_webhooks.message import Message
 from signed_webhooks.node_json import node_json
 from signed_webhooks.pusher import verify_pusher
 from signed_webhooks.qstash import verify
+from signed_webhooks.store import ConditionFailedError
 from conftest import KEY, NEXT, ROOT, SECRET, need
 from signer import sign_pusher
 
@@ -542,6 +543,16 @@ def test_a_garbage_answer_is_a_store_error_before_and_after_handle(
     status, response, log = deliver(call, delivery(message_id))
     assert status == 200 and json.loads(response["body"])["applied"] == message_id
     assert "completion not recorded" in log["reason"] and effects == [message_id]
+
+
+def test_a_failed_condition_carries_the_record_but_never_says_it():
+    """ConditionFailedError hands the record that failed the condition to the protocol; its
+    text is fixed, so the record (a stored answer, an owner) never reaches a log line or a
+    reason through it."""
+    record = {"id": "qstash:message:m", "answer": '{"status": 200, "body": "private"}'}
+    failed = ConditionFailedError(record)
+    assert failed.record is record and str(failed) == "the condition failed"
+    assert ConditionFailedError(None).record is None
 
 
 # --- The store's fault paths, one test each ---------------------------------------------------
