@@ -5,6 +5,7 @@ import contextlib
 import functools
 import http.client
 import http.server
+import json
 import os
 import random
 import sys
@@ -138,7 +139,8 @@ class Proxy:
     forwarding (the write applied): "trickle" (the answer one byte every `trickle_seconds`),
     "continue" (a `100 Continue` first), "folded" (Content-Length folded onto a second line),
     "stale" (a second, forged `200 {}` answer right behind the real one), "stale_later" (the
-    same, 50 ms after it)."""
+    same, 50 ms after it), "no_item" (a failed condition answered without the item, as
+    dynalite and any store ignoring ReturnValuesOnConditionCheckFailure answer)."""
 
     FAULTS = ("throttle", "server_error", "drop_before", "drop_after")
 
@@ -235,6 +237,8 @@ class Proxy:
             request.close_connection = True
             request.connection.shutdown(2)
             return
+        if fault == "no_item":
+            answer = without_item(answer)
         if fault == "trickle":
             request.close_connection = True
             self.trickle(request, raw_answer(status, answer))
@@ -316,6 +320,15 @@ class Proxy:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def without_item(answer):
+    """A ConditionalCheckFailedException answer without its `Item`; any other as it is."""
+    error = json.loads(answer)
+    if not str(error.get("__type", "")).endswith("ConditionalCheckFailedException"):
+        return answer
+    error.pop("Item", None)
+    return json.dumps(error).encode()
 
 
 def raw_answer(status, body, folded=False):

@@ -38,13 +38,44 @@ def test_the_operators_are_the_ones_named():
 
 
 def test_no_mutant_is_made_that_could_only_be_equivalent():
-    """A function's last `return None` (it returns None without it too) and an annotation
-    without a value (nothing at run time) are not deleted; a `return None` that ends a
-    branch, after which the function would go on, is."""
-    source = (b"class C:\n    size: int\n\n\ndef f(a):\n    if a:\n        return None\n"
-              b"    a.go()\n    return None\n")
+    """A `return None` that only the function's end follows (it returns None without it
+    too: last in the function, or in an if, else, except or with block that ends it) and
+    an annotation without a value (nothing at run time) are not deleted. A `return None`
+    after which the function would go on is: in a branch followed by more code, in a try
+    block that has an else block, in a loop, in a finally block."""
+    source = b"""class C:
+    size: int
+
+
+def f(a):
+    if a:
+        return None
+    a.go()
+    try:
+        a.go()
+        return None
+    except OSError:
+        return
+    else:
+        a.go()
+    for b in a:
+        return None
+    try:
+        return None
+    finally:
+        return None
+    with a:
+        try:
+            a.go()
+        except ValueError:
+            if a:
+                return None
+            else:
+                return
+"""
     found = {(m.operator, m.line) for m in mutants.find_mutants("sample", source)}
-    assert found == {("delete", 7), ("delete", 8)}, found
+    deleted = sorted(line for operator, line in found if operator == "delete")
+    assert deleted == [7, 8, 10, 11, 13, 15, 17, 19, 21, 24], found
 
 
 def test_each_listed_equivalent_mutant_exists_as_described():
