@@ -1069,6 +1069,57 @@ def test_a_delivery_without_a_message_id_is_deduplicated_on_its_token(dedup_env,
     assert effects == ["qstash"]
 
 
+CREDENTIAL_ERRORS = ["InvalidSignatureException", "UnrecognizedClientException",
+                     "ExpiredTokenException", "MissingAuthenticationTokenException",
+                     "InvalidClientTokenId", "CredentialsError"]
+
+
+@pytest.mark.parametrize("error, said", [
+    ("xml_throttle", "PutItem ThrottlingException: Rate exceeded"),
+    ("html_502", "PutItem HTTP 502: (no message)"),
+    ("json_without_type", "PutItem HTTP 503: (no message)"),
+    ("json_not_an_object", "PutItem HTTP 500: (no message)"),
+    ("long_message", "PutItem ValidationException: " + "v" * 200),
+    ("two_lines", "PutItem InternalServerError: first line"),
+    *[(kind, "PutItem %s: (message withheld: it is about the credentials)" % kind)
+      for kind in CREDENTIAL_ERRORS],
+])
+def test_an_error_answer_is_a_store_error_saying_what_it_safely_can(error, said, dedup_env,
+                                                                     call, effects):
+    """An error answer is a store error (503, handle not called) whose reason names the
+    operation and the error: DynamoDB's JSON `__type` and message (either spelling, its
+    first line, 200 characters at most), a gateway's XML <Code> and <Message>, or the HTTP
+    status when neither says. A message about the signature or the credentials is withheld:
+    it can echo the canonical request, and with it the session token."""
+    dedup_env.plan("PutItem", error)
+    status, response, log = deliver(call, delivery(new_id()))
+    assert status == 503 and effects == [] and dedup_env.counts["PutItem"] == 1
+    assert log["reason"] == "dedup table unavailable, handle not called: " + said
+    assert dynamo.ECHOED_SECRET not in json.dumps(log) + json.dumps(response)
+
+
+def test_every_read_is_strongly_consistent(dedup_env, call, effects):
+    """A replay reads the message record its token claimed: with ConsistentRead, so a
+    completion written a moment before is seen (DynamoDB's default read may miss it)."""
+    event = delivery(new_id())
+    assert deliver(call, event)[0] == 200
+    dedup_env.reset()
+    assert deliver(call, replay(event, new_id()))[2]["dedup"] == "replay"
+    reads = [asked for operation, asked in dedup_env.asked if operation == "GetItem"]
+    assert reads and all(asked["ConsistentRead"] is True for asked in reads), reads
+
+
+def test_a_store_on_a_refused_endpoint_never_connects(dedup_env):
+    """Settings whose endpoint variable was refused (the configuration answers 500 then,
+    before any store is made): a store built on them anyway fails every request as a
+    StoreError, connecting nowhere."""
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": "http://192.0.2.7:8000"},
+                             dynamo.TABLE, 3600)
+    assert settings.endpoint is None
+    with pytest.raises(dynamodb.StoreError, match="the endpoint variable is refused"):
+        dynamodb.DynamoDBStore(settings).get("qstash:message:x", time.monotonic() + 1)
+
+
 # --- Records the protocol cannot read ----------------------------------------------------------
 
 def completed_record(dedup_env, call, **fields):
@@ -1138,7 +1189,7 @@ def test_https_endpoints_are_verified(trusted, certificate, dedup_env, call, eff
                                       monkeypatch):
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint)
-    monkeypatch.setattr(transport, "_tls", [])  # the next request builds its ssl context anew
+    monkeypatch.setattr(transport, "_tls", None)  # the next request builds its ssl context anew
     if trusted:
         monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     else:
@@ -1175,7 +1226,7 @@ def test_an_https_endpoint_spelled_in_capitals_is_still_tls(certificate, dedup_e
     """`HTTPS://` is https: the credentials never go out in plain text."""
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint.replace("https://", "HTTPS://"))
-    monkeypatch.setattr(transport, "_tls", [])
+    monkeypatch.setattr(transport, "_tls", None)
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     try:
         status, _, log = deliver(call, delivery(new_id()))
@@ -1218,6 +1269,22 @@ def test_answers_are_read_as_http_1_1_says(fault, dedup_env, call, effects):
     dedup_env.plan("GetItem", fault)
     assert deliver(call, delivery(message_id))[2]["dedup"] == "duplicate"
     assert effects == [message_id]
+
+
+@pytest.mark.parametrize("size, read", [(2 ** 20, True), (2 ** 20 + 1, False)])
+def test_an_answer_is_read_up_to_1_mib_and_refused_beyond(size, read, dedup_env, call, effects):
+    """An answer is read up to 1 MiB, whatever length it claims (DynamoDB's never come
+    near: an item is at most 400 KB); one byte more is a store error, and handle is not
+    called. Here the token's write is applied and its answer padded with spaces."""
+    message_id = new_id()
+    dedup_env.plan("PutItem", "pad_to_%d" % size)
+    status, _, log = deliver(call, delivery(message_id))
+    if read:
+        assert status == 200 and log["dedup"] == "new" and effects == [message_id]
+    else:
+        assert status == 503 and effects == [] and dedup_env.counts["PutItem"] == 1
+        assert log["reason"] == ("dedup table unavailable, handle not called: PutItem failed "
+                                 "on its way (AnswerTooLarge)")
 
 
 @pytest.mark.parametrize("when", ["right behind", "50 ms later"])

@@ -66,7 +66,7 @@ TESTS = {
     "records": ["tests/test_dedup.py"],
     "dedup": ["tests/test_dedup.py", "tests/test_dedup_races.py"],
     "store": ["tests/test_dedup.py"],
-    "transport": ["tests/test_dedup.py"],
+    "transport": ["tests/test_transport.py", "tests/test_dedup.py"],
     "dynamodb": ["tests/test_dedup.py", "tests/test_dedup_aws.py"],
     "sigv4": ["tests/test_dedup_aws.py"],
 }
