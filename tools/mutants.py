@@ -2,18 +2,21 @@
 
 A mutant is one small wrong change to one module: a comparison flipped at its boundary or
 negated, `and` for `or`, a `not` dropped, a raise, return or other statement deleted, a value
-returned as None, a constant off by one, True for False, + for -, break for continue. For
-each mutant, the tests that cover its module run against a copy of the project holding it
-(tests named in TESTS below, stopping at the first failure, with a timeout). The mutant is
-killed when they fail or time out; it survives when they pass. A surviving mutant is a line
-no test notices: either a test is missing, or no input, configuration or store answer can
-tell the mutant apart from the original (an equivalent mutant, listed with its reason in
-tests/equivalent-mutants.md and counted apart).
+returned as None, a constant off by one, True for False, + for -, break for continue (none
+that could only be equivalent: a `return None` that only the function's end follows, an
+annotation without a value, anything under TYPE_CHECKING). For each mutant, the tests that
+cover its module run against a copy of the project holding it (tests named in TESTS below,
+stopping at the first failure, with a timeout). The mutant is killed when they fail or time
+out; it survives when they pass. A surviving mutant is a line no test notices: either a test
+is missing, or no input, configuration or store answer can tell the mutant apart from the
+original (an equivalent mutant, listed with its reason in tests/equivalent-mutants.md and
+counted apart).
 
     make mutants                      every module in TESTS, two workers
     make mutants MODULES=qstash,dedup some of them
     python tools/mutants.py --list qstash     the mutants, without running anything
-    python tools/mutants.py --try NAME...     only these mutants (after writing a test)
+    python tools/mutants.py --try NAME...     only these mutants (after writing a test;
+                                              --workers 1 beside a full run)
 
 It prints, per module, the total, killed (by failure or timeout), survived and equivalent
 counts, and the share of non-equivalent mutants killed (target: 95% in each module), and
@@ -499,9 +502,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", metavar="MODULE", help="list a module's mutants and stop")
     parser.add_argument("--try", dest="names", metavar="NAME", nargs="+",
-                        help="run only these mutants (module.function:operator#n), one at a "
-                        "time, each against its module's tests, and say which survive")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+                        help="run only these mutants (module.function:operator#n), each "
+                        "against its module's tests, and say which survive")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="mutants tried side by side (default: 2, or 1 on one core)")
     arguments = parser.parse_args()
     if arguments.list:
         print("".join(mutant.describe() + "\n" for mutant in find_mutants(arguments.list)))
