@@ -121,6 +121,7 @@ GARBAGE = {
     "length_1e20": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**20,
     "length_1e12": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**12,
     "chunk_2e80": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n{}" % 2**80,
+    "json_list": b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n[1, 2]",
     "json_of_2_mb": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s{}" % (
         2**21 + 2, b" " * 2**21),  # valid JSON, but no answer of DynamoDB's is that long
 }
@@ -172,7 +173,8 @@ class Proxy:
     forwarding (the write applied): "trickle" (the answer one byte every `trickle_seconds`),
     "continue" (a `100 Continue` first), "folded" (Content-Length folded onto a second line),
     "stale" (a second, forged `200 {}` answer right behind the real one), "stale_later" (the
-    same, 50 ms after it), "no_item" (a failed condition answered without the item, as
+    same, 50 ms after it), "hang" (no answer, until the client hangs up), "no_item" (a
+    failed condition answered without the item, as
     dynalite and any store ignoring ReturnValuesOnConditionCheckFailure answer), "pad_to_N"
     (the answer padded with spaces, still the same JSON, to N bytes)."""
 
@@ -259,6 +261,11 @@ class Proxy:
         if fault == "drop_before":
             request.close_connection = True
             request.connection.shutdown(2)
+            return
+        if fault == "hang":  # no answer at all, until the client gives up
+            request.close_connection = True
+            with contextlib.suppress(OSError):
+                request.connection.recv(1)
             return
         if fault in ("throttle", "server_error"):
             kind = "ProvisionedThroughputExceededException" if fault == "throttle" else \

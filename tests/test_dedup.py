@@ -716,16 +716,24 @@ def test_a_soketi_record_without_an_age_check_lives_dedup_ttl(dedup_env, monkeyp
 
 # --- The store failing ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("breakage", ["no such table", "nothing listening", "no credentials"])
+@pytest.mark.parametrize("breakage", ["no such table", "nothing listening", "no secret key",
+                                      "no access key"])
 def test_an_unusable_store_is_503_and_handle_is_not_called(
         breakage, dedup_env, call, effects, monkeypatch):
     if breakage == "no such table":
         monkeypatch.setenv("DEDUP_TABLE", "no-such-table")
     elif breakage == "nothing listening":
         monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:%d" % dynamo.free_port())
-    else:
+    elif breakage == "no secret key":
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    else:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     status, response, log = deliver(call, delivery(new_id()))
+    if breakage.endswith(" key"):  # said as such, before any request
+        assert log["reason"] == ("dedup table unavailable, handle not called: no AWS "
+                                 "credentials in the environment (AWS_ACCESS_KEY_ID, "
+                                 "AWS_SECRET_ACCESS_KEY)")
+        assert dedup_env.total() == 0
     # No Retry-After: QStash's own backoff (12 s, 2 min 28 s, 30 min, 6 h) outlasts an outage
     # whether or not it honours the header on a 503; 30 s three times would not.
     assert status == 503 and "Retry-After" not in response["headers"]
@@ -890,6 +898,22 @@ def test_fault_release_after_handle_raises_is_noted_when_it_cannot_be_done(
                                           "ExceededException: injected): a retry waits for "
                                           "the lease")
         assert record["state"] == "in_progress" and effects == []
+
+
+def test_a_completion_attempt_with_exactly_its_minimum_time_left_is_made(
+        dedup_env, call, effects, monkeypatch):
+    """An attempt is made when the time left is ATTEMPT_MIN_S exactly (the minimum is
+    raised to 5 s here, so that the request has real seconds to finish; the clock is
+    simulated, and handle returns 5 s before the deadline)."""
+    monkeypatch.setattr(dedup, "ATTEMPT_MIN_S", 5.0)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    message_id = new_id()
+    deadline = 1000.0 + 30 - dedup.DEADLINE_MARGIN_S
+    effects.behaviours[message_id] = {"during": lambda: clock.__setitem__(0, deadline - 5.0)}
+    status, _, log = deliver(call, delivery(message_id), Context(remaining_ms=30000))
+    assert status == 200 and not log["reason"] and dedup_env.counts["UpdateItem"] == 1
+    assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
 
 
 def test_a_completion_attempt_is_not_started_when_its_pause_leaves_too_little_time(
@@ -1098,6 +1122,59 @@ def test_an_error_answer_is_a_store_error_saying_what_it_safely_can(error, said,
     assert dynamo.ECHOED_SECRET not in json.dumps(log) + json.dumps(response)
 
 
+@pytest.mark.parametrize("step", ["before handle", "after handle"])
+def test_a_200_whose_json_is_not_an_object_is_a_store_error(step, dedup_env, call, effects):
+    """DynamoDB answers every success with a JSON object; `[1, 2]` (or any other JSON) with
+    status 200 is not taken for a success: before handle a 503, after it a completion not
+    recorded (tried three times)."""
+    message_id = new_id()
+    if step == "before handle":
+        dedup_env.plan("PutItem", "json_list")
+    else:
+        dedup_env.plan("UpdateItem", "json_list", "json_list", "json_list")
+    status, _, log = deliver(call, delivery(message_id))
+    if step == "before handle":
+        assert status == 503 and effects == []
+        assert log["reason"] == ("dedup table unavailable, handle not called: PutItem: the "
+                                 "answer is not a JSON object")
+    else:
+        assert status == 200 and effects == [message_id]
+        assert log["reason"] == ("completion not recorded (UpdateItem: the answer is not a "
+                                 "JSON object)")
+
+
+def test_a_record_with_an_attribute_of_another_type_is_a_store_error(dedup_env, call, effects):
+    """The records hold strings and numbers only; a record with another type of attribute
+    (a boolean, added by hand) cannot be read: 503, handle not called again."""
+    message_id = new_id()
+    assert deliver(call, delivery(message_id))[0] == 200
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    dynamo.client(dedup_env.direct).update_item(
+        TableName=dynamo.TABLE, Key={"id": {"S": record["id"]}},
+        UpdateExpression="SET flagged = :yes", ExpressionAttributeValues={":yes": {"BOOL": True}})
+    status, _, log = deliver(call, delivery(message_id))
+    assert status == 503 and effects == [message_id]
+    operation = "PutItem"  # the refused write's answer carries the record
+    if dedup_env.name == "dynalite":  # dynalite's does not: it is read
+        operation = "GetItem"
+    assert log["reason"] == ("dedup table unavailable, handle not called: %s: the answer could "
+                             "not be read (ValueError)" % operation)
+
+
+def test_one_request_that_hangs_is_given_up_after_2_s_leaving_time_for_another(
+        dedup_env, call, effects):
+    """A request is given at most 2 s, however long the invocation has left: the first
+    completion attempt, never answered, is given up then, and the next one records the
+    completion well within the invocation's 8 s."""
+    message_id = new_id()
+    dedup_env.plan("UpdateItem", "hang")
+    context = LiveContext(remaining_ms=8000)
+    status, _, log = deliver(call, delivery(message_id), context)
+    assert status == 200 and not log["reason"] and effects == [message_id]
+    assert dedup_env.counts["UpdateItem"] == 2
+    assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
+
+
 def test_every_read_is_strongly_consistent(dedup_env, call, effects):
     """A replay reads the message record its token claimed: with ConsistentRead, so a
     completion written a moment before is seen (DynamoDB's default read may miss it)."""
@@ -1140,9 +1217,10 @@ def completed_record(dedup_env, call, **fields):
 
 
 @pytest.mark.parametrize("answer", [
-    "not json", "[]", '{"status": 200, "body": ""}', '{"status": "200", "body": "", "headers": {}}',
-    '{"status": true, "body": "", "headers": {}}', '{"status": 200, "body": 1, "headers": {}}',
-    '{"status": 200, "body": "", "headers": []}', '{"status": 200, "body": "", "headers": {"a": 1}}',
+    "not json", "[]", '{"status": 200, "body": ""}',
+    '{"status": "200", "body": "", "headers": {}}', '{"status": true, "body": "", "headers": {}}',
+    '{"status": 200, "body": 1, "headers": {}}', '{"status": 200, "body": "", "headers": []}',
+    '{"status": 200, "body": "", "headers": {"a": 1}}',
 ])
 def test_a_stored_answer_that_cannot_be_read_is_a_store_error(answer, dedup_env, call, effects):
     """A completed record whose answer is not what the protocol writes (JSON with an int
