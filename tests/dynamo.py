@@ -251,9 +251,10 @@ class Proxy:
                     self.FAULTS)
             if fault in self.faults:
                 self.faults[fault] += 1
-        if fault in GARBAGE:
+        if fault in GARBAGE:  # then the connection is closed, and the answer says so (else
+            # the next request could be sent as the close comes in, and spend its one retry)
             request.close_connection = True
-            self.write(request, GARBAGE[fault])
+            self.write(request, GARBAGE[fault].replace(b"\r\n", b"\r\nConnection: close\r\n", 1))
             return
         if fault in ERRORS:
             self.write(request, ERRORS[fault])
