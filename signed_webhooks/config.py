@@ -98,7 +98,8 @@ def _is_loopback(host: str) -> bool:
 
 
 class Configuration:
-    """The operator's settings, validated. Built by `read` from the environment.
+    """The operator's settings, validated. Built by `read` from the environment: `judge`
+    sets every field (so none has a default no reader could ever see).
 
     qstash_keys maps a key set's prefix to its (current, next) keys: "" for the plain set,
     "US_EAST_1" for `US_EAST_1_QSTASH_CURRENT_SIGNING_KEY` and its next key.
@@ -106,16 +107,15 @@ class Configuration:
     metrics_namespace: METRICS_NAMESPACE, or None.
     """
 
-    def __init__(self) -> None:
-        self.qstash_keys: dict[str, tuple[str, str]] = {}
-        self.soketi_secrets: list[str] = []
-        self.soketi_key: str | None = None
-        self.destination_urls: list[str] = []
-        self.clock_tolerance: float = CLOCK_TOLERANCE
-        self.soketi_max_age: float = SOKETI_MAX_AGE
-        self.dedup: DedupSettings | None = None
-        self.metrics_namespace: str | None = None
-        self.function_name: str = ""
+    qstash_keys: dict[str, tuple[str, str]]
+    soketi_secrets: list[str]
+    soketi_key: str | None
+    destination_urls: list[str]
+    clock_tolerance: float
+    soketi_max_age: float
+    dedup: DedupSettings | None
+    metrics_namespace: str | None
+    function_name: str
 
 
 def configuration_errors(environ: Mapping[str, str]) -> list[str]:
@@ -193,11 +193,11 @@ def judge(environ: Mapping[str, str]) -> tuple[Configuration, list[str]]:
     if not configuration.qstash_keys and not configuration.soketi_secrets and not errors:
         errors.append("QSTASH_CURRENT_SIGNING_KEY is not set (nor SOKETI_SECRET): "
                       "no request can be verified")
-    for url in environ.get("QSTASH_DESTINATION_URL", "").split():
+    configuration.destination_urls = environ.get("QSTASH_DESTINATION_URL", "").split()
+    for url in configuration.destination_urls:
         problem = _destination_url_problem(url)
         if problem:
             errors.append("QSTASH_DESTINATION_URL: " + problem)
-        configuration.destination_urls.append(url)
     configuration.clock_tolerance = _read_seconds(
         environ, "QSTASH_CLOCK_TOLERANCE", CLOCK_TOLERANCE, errors)
     configuration.soketi_max_age = _read_seconds(environ, "SOKETI_MAX_AGE", SOKETI_MAX_AGE, errors)
@@ -245,7 +245,8 @@ def _read_dedup(environ: Mapping[str, str], errors: list[str]) -> DedupSettings 
     text = environ.get("DEDUP_TTL", "")
     ttl = DEDUP_TTL
     if text:
-        whole_seconds = text.isascii() and text.isdigit() and len(text) <= 10
+        # no more digits than the largest value has: int() of a long string costs more
+        whole_seconds = text.isascii() and text.isdigit() and len(text) <= len(str(DEDUP_TTL_MAX))
         if whole_seconds and DEDUP_TTL_MIN <= int(text) <= DEDUP_TTL_MAX:
             ttl = int(text)
         else:

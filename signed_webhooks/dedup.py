@@ -96,7 +96,7 @@ class Deduplication:
     """The protocol for one delivery (see the module's docstring)."""
 
     def __init__(self, store: Store, message: Message, context: Any, owner: str, ttl: int,
-                 signed_until: int) -> None:
+                 signed_until: int | None) -> None:
         self.store = store
         self.message = message
         self.owner = owner
@@ -109,7 +109,9 @@ class Deduplication:
         self.lease_until = self.now_ms + remaining + LEASE_MARGIN_MS
         self.deadline = time.monotonic() + remaining / 1000 - DEADLINE_MARGIN_S
         self.expires_at = self.now_s + ttl
-        self.token_expires_at = max(self.expires_at, signed_until)
+        self.token_expires_at = self.expires_at  # a record outlives its signature
+        if signed_until is not None:
+            self.token_expires_at = max(self.expires_at, signed_until)
         if message.source == "soketi":  # its signature is its token: one record is both
             self.expires_at = self.token_expires_at
 
@@ -191,10 +193,10 @@ class Deduplication:
             answer.outcome = "duplicate"
             answer.dedup = dedup
             return answer
-        wait_ms = 1000
-        if record is not None and record.get("state") == IN_PROGRESS:
-            wait_ms = max(1000, number(record, "lease_until") - self.now_ms)
-        seconds = math.ceil(wait_ms / 1000)
+        seconds = 1  # nothing in progress (a replay of a message not done): soon
+        if record is not None and record.get("state") == IN_PROGRESS:  # when its lease ends
+            lease_left_ms = number(record, "lease_until") - self.now_ms
+            seconds = max(1, math.ceil(lease_left_ms / 1000))
         reason = "in progress in another delivery, handle not called; retry in %ds" % seconds
         if dedup == "duplicate":
             dedup = "in_progress"

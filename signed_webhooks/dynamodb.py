@@ -20,7 +20,7 @@ import time
 
 from . import transport
 from .sigv4 import Credentials, sign_post
-from .store import ConditionFailedError, Store, StoreError
+from .store import ConditionFailedError, StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
@@ -37,7 +37,7 @@ OWNED_IN_PROGRESS = "#owner = :me AND #state = :in_progress"
 OWNER_AND_STATE = {"#state": "state", "#owner": "owner"}
 
 
-class DynamoDBStore(Store):
+class DynamoDBStore:
     """The store's five operations, each one DynamoDB request on the table."""
 
     def __init__(self, settings: DedupSettings) -> None:

@@ -33,12 +33,10 @@ PUBLIC_DEV_KEYS = frozenset({
 def read_allow_dev_keys(environ: Mapping[str, str], errors: list[str]) -> bool:
     """ALLOW_PUBLIC_DEV_KEYS: whether the published development keys are allowed here."""
     value = environ.get("ALLOW_PUBLIC_DEV_KEYS", "").lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    errors.append("ALLOW_PUBLIC_DEV_KEYS must be unset (or 1, in make serve and the tests only)")
-    return False
+    if value not in ("", "0", "false", "no", "1", "true", "yes"):
+        errors.append("ALLOW_PUBLIC_DEV_KEYS must be unset (or 1, in make serve and the tests "
+                      "only)")
+    return value in ("1", "true", "yes")
 
 
 def read_qstash_keys(environ: Mapping[str, str], allow_dev_keys: bool,
@@ -53,7 +51,7 @@ def read_qstash_keys(environ: Mapping[str, str], allow_dev_keys: bool,
         missing = [name for name, key in zip(names, pair) if not key]
         if missing:
             errors.append("%s is not set: QStash keys come in pairs (current and next), "
-                          "copy both from the console" % missing[0])
+                          "copy both from the console" % " and ".join(missing))
             continue
         for name, key in zip(names, pair):
             errors += secret_errors(name, key, MIN_QSTASH_KEY_LENGTH, "QStash key",

@@ -56,7 +56,7 @@ def receive(event: Any, context: Any, handle: Handle) -> dict[str, Any]:
     cold_start = _cold_start
     _cold_start = False
     started = time.perf_counter()
-    configuration = config.Configuration()  # nothing configured, until it has been read
+    configuration: config.Configuration | None = None  # until it has been read
     shape = event_shape(event)
     request = None
     message = None
@@ -79,7 +79,7 @@ def receive(event: Any, context: Any, handle: Handle) -> dict[str, Any]:
                         "unexpected %s while verifying or deduplicating" % type(exc).__name__)
     milliseconds = (time.perf_counter() - started) * 1000
     line = log_line(answer, shape, request, message, milliseconds, context, cold_start)
-    if configuration.metrics_namespace:
+    if configuration is not None and configuration.metrics_namespace:
         from . import metrics
 
         line.update(metrics.metrics_fields(line, configuration.metrics_namespace,

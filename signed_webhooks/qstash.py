@@ -126,7 +126,9 @@ _OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
 # tests/test_verify.py holds it bit-identical to hmac.digest.
 def _mac(key: str, message: bytes) -> bytes:
     """HMAC-SHA256 (RFC 2104, exactly what hmac.digest computes) with the key's inner and
-    outer pad states hashed once per key and copied per call: a second key costs ~1 us."""
+    outer pad states hashed once per key and copied per call: a second key costs ~1 us.
+    The pads of at most 9 keys are kept (the keys come from the configuration, a pair per
+    key set); a tenth key starts the cache over, so no sequence of environments grows it."""
     pads = _key_pads.get(key)
     if pads is None:
         if len(_key_pads) > 8:
@@ -195,9 +197,9 @@ def _check_lifetime(claims: dict[str, Any], tolerance: float, now: float) -> Non
     if now >= expires + tolerance:
         raise SignatureError("token expired at %d (now %d, tolerance %gs)"
                              % (expires, now, tolerance))
-    if (not_before or 0) > now + tolerance:
+    if not_before is not None and not_before > now + tolerance:
         raise SignatureError("claim nbf is in the future (now %d)" % now)
-    if (issued or 0) > now + tolerance:
+    if issued is not None and issued > now + tolerance:
         raise SignatureError("claim iat is in the future (now %d)" % now)
 
 

@@ -50,12 +50,13 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
 KEY_PART_MAX = 256  # characters of an id or jti kept as is in a record key
 
 
-def verifiable_until(message: Message, clock_tolerance: float, soketi_max_age: float) -> int:
-    """The epoch second until which this delivery's signature verifies (0: no bound known,
-    SOKETI_MAX_AGE=0 leaves soketi's time unchecked)."""
+def verifiable_until(message: Message, clock_tolerance: float,
+                     soketi_max_age: float) -> int | None:
+    """The epoch second until which this delivery's signature verifies (None: no bound
+    known, SOKETI_MAX_AGE=0 leaves soketi's time unchecked)."""
     if message.source == "soketi":
         if not soketi_max_age or message.payload is None:
-            return 0
+            return None
         return math.ceil(message.payload["time_ms"] / 1000 + soketi_max_age)
     return math.ceil(message.claims["exp"] + clock_tolerance)  # verify checked it is a number
 

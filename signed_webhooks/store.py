@@ -19,9 +19,33 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
-    from typing import Union
+    from typing import Protocol, Union
 
     Record = dict[str, Union[str, int]]
+
+    class Store(Protocol):
+        """What the protocol asks of a store. Each method is one atomic request, over by
+        `deadline` (time.monotonic())."""
+
+        def put_if_absent(self, record: Record, now_s: int, deadline: float) -> None:
+            """Write `record` unless a live one has its id (absent, or `expires_at` < now_s)."""
+
+        def put_unless_held(self, record: Record, now_s: int, now_ms: int,
+                            deadline: float) -> Record | None:
+            """Write `record` unless its id is held: writes when there is no live record, or
+            when it is in progress with `lease_until` < now_ms (taken over). Returns the record
+            it replaced, or None."""
+
+        def complete(self, key: str, owner: str, answer: str, status: int, expires_at: int,
+                     deadline: float) -> None:
+            """Turn the in-progress record `key` that `owner` holds into a completed one with
+            the answer; removes its lease."""
+
+        def release(self, key: str, owner: str, deadline: float) -> None:
+            """Delete the in-progress record `key` if `owner` still holds it."""
+
+        def get(self, key: str, deadline: float) -> Record | None:
+            """The record (a consistent read), or None."""
 
 
 class StoreError(Exception):
@@ -37,33 +61,3 @@ class ConditionFailedError(Exception):
     def __init__(self, record: Record | None) -> None:
         super().__init__("the condition failed")
         self.record = record
-
-
-class Store:
-    """What the protocol asks of a store. Each method is one atomic request, over by
-    `deadline` (time.monotonic())."""
-
-    def put_if_absent(self, record: Record, now_s: int, deadline: float) -> None:
-        """Write `record` unless a live one has its id (absent, or `expires_at` < now_s)."""
-        raise NotImplementedError
-
-    def put_unless_held(self, record: Record, now_s: int, now_ms: int,
-                        deadline: float) -> Record | None:
-        """Write `record` unless its id is held: writes when there is no live record, or
-        when it is in progress with `lease_until` < now_ms (taken over). Returns the record
-        it replaced, or None."""
-        raise NotImplementedError
-
-    def complete(self, key: str, owner: str, answer: str, status: int, expires_at: int,
-                 deadline: float) -> None:
-        """Turn the in-progress record `key` that `owner` holds into a completed one with
-        the answer; removes its lease."""
-        raise NotImplementedError
-
-    def release(self, key: str, owner: str, deadline: float) -> None:
-        """Delete the in-progress record `key` if `owner` still holds it."""
-        raise NotImplementedError
-
-    def get(self, key: str, deadline: float) -> Record | None:
-        """The record (a consistent read), or None."""
-        raise NotImplementedError

@@ -113,25 +113,27 @@ def _keep(connection: Connection) -> None:
     _idle_connections.append(connection)
 
 
-_tls: list[ssl.SSLContext] = []  # one per process: loading the CA certificates is the slow part
+_tls: ssl.SSLContext | None = None  # one per process: loading the CA certificates is slow
 
 
 def _tls_context() -> ssl.SSLContext:
-    if not _tls:
+    global _tls
+    if _tls is None:
         context = ssl.create_default_context()
         context.sslsocket_class = TimedTLSSocket
-        _tls.append(context)
-    return _tls[0]
+        _tls = context
+    return _tls
 
 
 class Connection(http.client.HTTPConnection):
     """http.client's connection, over a TimedSocket (or TimedTLSSocket) that keeps the
     deadline of the request in hand."""
 
+    deadline: float  # of the request under way: set by `exchange` before anything is sent
+
     def __init__(self, address: Address) -> None:
         super().__init__(address.host, address.port)
         self.key = (address.tls, address.host, address.port)
-        self.deadline = 0.0
         self.timed: TimedSocket | TimedTLSSocket | None = None
 
     def connect(self) -> None:
@@ -141,7 +143,7 @@ class Connection(http.client.HTTPConnection):
         raw = socket.create_connection((self.host, self.port), time_left(self.deadline))
         timed: TimedSocket | TimedTLSSocket = TimedSocket(fileno=raw.detach())
         try:
-            timed.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            timed.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             if self.key[0]:
                 timed.settimeout(time_left(self.deadline))
                 # a TimedTLSSocket: the context's sslsocket_class (typeshed says SSLSocket)
@@ -177,10 +179,9 @@ class Connection(http.client.HTTPConnection):
         return response.status, b"".join(parts)
 
     def clean(self) -> bool:
-        """Whether nothing waits to be read on the connection."""
+        """Whether nothing waits to be read on the connection (a kept one has a socket):
+        decrypted bytes in the TLS layer, or bytes on the socket."""
         sock = self.sock
-        if sock is None:
-            return True
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return False
         poller = select.poll()
@@ -202,7 +203,7 @@ class TimedSocket(socket.socket):
     """A socket whose every send and receive first sets its timeout to the time left before
     `deadline` (http.client reads through socket.makefile, which calls recv_into)."""
 
-    deadline = 0.0
+    deadline: float  # set by Connection.connect before any send or receive
 
     def recv_into(self, *args: Any, **options: Any) -> int:
         self.settimeout(time_left(self.deadline))
@@ -215,7 +216,7 @@ class TimedSocket(socket.socket):
 class TimedTLSSocket(ssl.SSLSocket):
     """The same over TLS: the socket class of the TLS context."""
 
-    deadline = 0.0
+    deadline: float  # set by Connection.connect once the handshake is done
 
     def recv_into(self, *args: Any, **options: Any) -> int:
         self.settimeout(time_left(self.deadline))

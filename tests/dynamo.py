@@ -5,6 +5,7 @@ import contextlib
 import functools
 import http.client
 import http.server
+import json
 import os
 import random
 import sys
@@ -120,9 +121,42 @@ GARBAGE = {
     "length_1e20": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**20,
     "length_1e12": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n{}" % 10**12,
     "chunk_2e80": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n{}" % 2**80,
+    "json_list": b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n[1, 2]",
     "json_of_2_mb": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s{}" % (
         2**21 + 2, b" " * 2**21),  # valid JSON, but no answer of DynamoDB's is that long
 }
+
+
+def error_answer(status, body, content_type=b"application/x-amz-json-1.0"):
+    return (b"HTTP/1.1 %d Error\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, content_type, len(body), body))
+
+
+def dynamodb_error(status, kind, message, key="message"):
+    return error_answer(status, json.dumps({
+        "__type": "com.amazonaws.dynamodb.v20120810#" + kind, key: message}).encode())
+
+
+# Error answers a store, or a gateway in front of it, may give (answered instead of
+# forwarding): DynamoDB's JSON, a gateway's XML, none of either, and errors about the
+# credentials, whose message can echo the canonical request and with it the session token.
+ECHOED_SECRET = "FwoGZXIvYXdzEBaaSessionTokenEchoed"
+ERRORS = {
+    "xml_throttle": error_answer(400, b"<ErrorResponse><Error><Code>ThrottlingException</Code>"
+                                      b"<Message>Rate exceeded</Message></Error></ErrorResponse>",
+                                 b"text/xml"),
+    "html_502": error_answer(502, b"<html><body>Bad Gateway</body></html>", b"text/html"),
+    "json_without_type": error_answer(503, b"{}"),
+    "json_not_an_object": error_answer(500, b"[1, 2]"),
+    "long_message": dynamodb_error(400, "ValidationException", "v" * 300),
+    "two_lines": dynamodb_error(500, "InternalServerError", "first line\nsecond line",
+                                key="Message"),
+}
+for kind in ("InvalidSignatureException", "UnrecognizedClientException",
+             "ExpiredTokenException", "MissingAuthenticationTokenException",
+             "InvalidClientTokenId", "CredentialsError"):
+    ERRORS[kind] = dynamodb_error(400, kind, "The canonical request was: POST / ... "
+                                  "x-amz-security-token:" + ECHOED_SECRET)
 
 
 class Proxy:
@@ -134,11 +168,15 @@ class Proxy:
     its answer lost).
 
     `plan(operation, *faults)` scripts the next requests of one operation instead, in order:
-    those four, "pass" (none), one of GARBAGE (answered instead of forwarding), or, after
+    those four, "pass" (none), one of GARBAGE or ERRORS (answered instead of forwarding), or,
+    after
     forwarding (the write applied): "trickle" (the answer one byte every `trickle_seconds`),
     "continue" (a `100 Continue` first), "folded" (Content-Length folded onto a second line),
     "stale" (a second, forged `200 {}` answer right behind the real one), "stale_later" (the
-    same, 50 ms after it)."""
+    same, 50 ms after it), "hang" (no answer, until the client hangs up), "no_item" (a
+    failed condition answered without the item, as
+    dynalite and any store ignoring ReturnValuesOnConditionCheckFailure answer), "pad_to_N"
+    (the answer padded with spaces, still the same JSON, to N bytes)."""
 
     FAULTS = ("throttle", "server_error", "drop_before", "drop_after")
 
@@ -151,6 +189,7 @@ class Proxy:
         self.connections = threading.local()
         self.script = {}  # operation: the faults its next requests meet
         self.arrivals = []  # (operation, time.monotonic()) of each request
+        self.asked = []  # (operation, the request's JSON) of each request
         self.trickle_seconds = trickle_seconds
         proxy = self
 
@@ -191,6 +230,7 @@ class Proxy:
             self.counts.clear()
             self.script.clear()
             self.arrivals.clear()
+            self.asked.clear()
 
     def plan(self, operation, *faults):
         """The next requests of `operation` (PutItem, UpdateItem, ...) meet these faults."""
@@ -208,6 +248,7 @@ class Proxy:
         with self.lock:
             self.counts[operation] = self.counts.get(operation, 0) + 1
             self.arrivals.append((operation, time.monotonic()))
+            self.asked.append((operation, json.loads(body or b"null")))
             planned = self.script.get(operation)
             if planned:
                 fault = planned.pop(0)
@@ -216,13 +257,22 @@ class Proxy:
                     self.FAULTS)
             if fault in self.faults:
                 self.faults[fault] += 1
-        if fault in GARBAGE:
+        if fault in GARBAGE:  # then the connection is closed, and the answer says so (else
+            # the next request could be sent as the close comes in, and spend its one retry)
             request.close_connection = True
-            self.write(request, GARBAGE[fault])
+            self.write(request, GARBAGE[fault].replace(b"\r\n", b"\r\nConnection: close\r\n", 1))
+            return
+        if fault in ERRORS:
+            self.write(request, ERRORS[fault])
             return
         if fault == "drop_before":
             request.close_connection = True
             request.connection.shutdown(2)
+            return
+        if fault == "hang":  # no answer at all, until the client gives up
+            request.close_connection = True
+            with contextlib.suppress(OSError):
+                request.connection.recv(1)
             return
         if fault in ("throttle", "server_error"):
             kind = "ProvisionedThroughputExceededException" if fault == "throttle" else \
@@ -241,6 +291,10 @@ class Proxy:
             request.close_connection = True
             request.connection.shutdown(2)
             return
+        if fault == "no_item":
+            answer = without_item(answer)
+        if str(fault).startswith("pad_to_"):
+            answer = answer.ljust(int(fault[len("pad_to_"):]))
         if fault == "trickle":
             request.close_connection = True
             self.trickle(request, raw_answer(status, answer))
@@ -342,6 +396,15 @@ class Proxy:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def without_item(answer):
+    """A ConditionalCheckFailedException answer without its `Item`; any other as it is."""
+    error = json.loads(answer)
+    if not str(error.get("__type", "")).endswith("ConditionalCheckFailedException"):
+        return answer
+    error.pop("Item", None)
+    return json.dumps(error).encode()
 
 
 def raw_answer(status, body, folded=False):

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import threading
+from urllib.parse import urlsplit
 
 import jwt  # PyJWT: an independent signer
 import pytest
@@ -308,3 +309,227 @@ def test_dedup_ttl_must_cover_twice_the_soketi_max_age(max_age, ttl, refused, mo
         response, log = call(soketi_event(SECRET))
         assert response["statusCode"] == 500 and "SOKETI_MAX_AGE" in log["reason"], log
         assert not received
+
+
+# --- Each variable's rule, at its edges -------------------------------------------------------
+
+KEYS = {"QSTASH_CURRENT_SIGNING_KEY": KEY, "QSTASH_NEXT_SIGNING_KEY": NEXT}
+
+
+def problems_of(**variables):
+    return config.configuration_errors({**KEYS, **variables})
+
+
+def test_the_defaults_are_the_documented_ones(qstash_env, soketi_env, monkeypatch, clock, call):
+    """README: QSTASH_CLOCK_TOLERANCE 5 s, SOKETI_MAX_AGE 300 s, DEDUP_TTL 604800 s (7 days),
+    each when its variable is unset; measured on requests for the first two."""
+    expires = T0 + 300  # signed_event's token: iat T0, exp T0 + 300
+    clock(expires + 4.999)
+    assert call(signed_event())[0]["statusCode"] == 200
+    clock(expires + 5)
+    assert call(signed_event())[0]["statusCode"] == 401
+    sent = T0 + 1000  # soketi_event's time_ms
+    clock(sent + 300)
+    assert call(soketi_event(SECRET, now=sent))[0]["statusCode"] == 200
+    clock(sent + 300.001)
+    assert call(soketi_event(SECRET, now=sent))[0]["statusCode"] == 401
+    monkeypatch.setenv("DEDUP_TABLE", "dedup")
+    assert config.read()[0].dedup.ttl == 604800
+
+
+@pytest.mark.parametrize("ttl, refused", [
+    ("3600", False), ("3599", True), ("31622400", False), ("31622401", True),
+    ("86400", False), ("0", True), ("-3600", True), ("3600.0", True), ("3600 ", True),
+    ("soon", True), ("\uff13\uff16\uff10\uff10", True),  # fullwidth digits: int() reads them
+    ("1" * 5000, True),  # over int()'s digit limit: refused by its length, never read
+])
+def test_dedup_ttl_is_whole_seconds_from_3600_to_31622400(ttl, refused):
+    problems = problems_of(DEDUP_TABLE="dedup", DEDUP_TTL=ttl)
+    expected = ["DEDUP_TTL must be whole seconds from 3600 to 31622400"] if refused else []
+    assert problems == expected
+    if not refused:
+        settings = config.read({**KEYS, "DEDUP_TABLE": "dedup", "DEDUP_TTL": ttl})[0].dedup
+        assert settings.ttl == int(ttl)
+
+
+@pytest.mark.parametrize("name", ["QSTASH_CLOCK_TOLERANCE", "SOKETI_MAX_AGE"])
+@pytest.mark.parametrize("value, refused", [
+    ("0", False), ("86400", False), ("86400.5", True), ("86401", True), ("-1", True),
+    ("nan", True), ("1e9", True), ("five", True)])
+def test_seconds_are_from_0_to_86400_and_a_refused_value_is_one_problem(name, value, refused):
+    """A refused value is reported once, by its own rule: the configuration goes on with the
+    default, so the rules that read it (DEDUP_TTL's windows) do not report it again."""
+    environ = {**KEYS, "SOKETI_SECRET": SECRET, "DEDUP_TABLE": "dedup", name: value}
+    configuration, problems = config.read(environ)
+    if refused:
+        assert problems == ["%s must be a number of seconds from 0 to 86400" % name]
+        assert configuration.clock_tolerance == 5 and configuration.soketi_max_age == 300
+    elif name == "SOKETI_MAX_AGE" and value == "0":
+        assert len(problems) == 1 and problems[0].startswith("SOKETI_MAX_AGE is 0")
+    else:
+        assert problems == []
+
+
+@pytest.mark.parametrize("table, refused", [
+    ("abc", False), ("a" * 255, False), ("My_Table-1.x", False),
+    ("ab", True), ("a" * 256, True), ("a b", True), ("dedup/other", True)])
+def test_dedup_table_is_a_dynamodb_table_name(table, refused):
+    expected = ["DEDUP_TABLE must be a DynamoDB table name: 3 to 255 of a-z, A-Z, 0-9, _ . -"]
+    assert problems_of(DEDUP_TABLE=table) == (expected if refused else [])
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("ftp://hooks.example.com/x", "must be an absolute http(s) URL"),
+    ("hooks.example.com/x", "must be an absolute http(s) URL"),
+    ("/relative/path", "must be an absolute http(s) URL"),
+    ("https://", "must be an absolute http(s) URL"),
+    ("https:///no-host", "must be an absolute http(s) URL"),
+    ("http://[::1/x", "a value is not a URL"),
+    ("https://ok.example/a ftp://other.example/", "must be an absolute http(s) URL"),
+    ("https://ok.example/a http://[::1]:8080/b?x=1", None),
+])
+def test_each_destination_url_is_an_absolute_http_url(value, problem, qstash_env, monkeypatch,
+                                                      clock, call, received):
+    """Every value of QSTASH_DESTINATION_URL is an absolute http(s) URL (what QStash was
+    given); anything else is a 500 naming the variable and the rule, for every request."""
+    problems = problems_of(QSTASH_DESTINATION_URL=value)
+    if problem is None:
+        assert problems == []
+        return
+    assert len(problems) == 1 and problems[0].startswith("QSTASH_DESTINATION_URL: "), problems
+    assert problem in problems[0]
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", value)
+    clock(T0 + 1)
+    response, log = call(signed_event())
+    assert response["statusCode"] == 500 and "QSTASH_DESTINATION_URL" in log["reason"]
+    assert not received
+
+
+@pytest.mark.parametrize("environ, region", [
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "ap-south-1"}, "eu-west-1"),
+    ({"AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+    ({}, "us-east-1"),
+])
+def test_the_dedup_table_is_reached_in_the_region_and_with_the_credentials_lambda_sets(
+        environ, region):
+    """The table's settings come from what Lambda sets: AWS_REGION (else AWS_DEFAULT_REGION,
+    else us-east-1), the endpoint of DynamoDB in that region, the function's credentials."""
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY000001",
+                   "AWS_SECRET_ACCESS_KEY": "example-secret-access-key",
+                   "AWS_SESSION_TOKEN": "example-session-token"}
+    configuration, problems = config.read({**KEYS, "DEDUP_TABLE": "orders-dedup", **environ,
+                                           **credentials})
+    settings = configuration.dedup
+    assert problems == [] and settings.table == "orders-dedup" and settings.region == region
+    assert settings.endpoint == urlsplit("https://dynamodb.%s.amazonaws.com" % region)
+    assert (settings.access_key_id, settings.secret_access_key, settings.session_token) == (
+        "AKIAEXAMPLEKEY000001", "example-secret-access-key", "example-session-token")
+    local = config.read({**KEYS, "DEDUP_TABLE": "t-1", **environ,
+                         "AWS_ENDPOINT_URL": "http://127.0.0.1:8000"})[0].dedup
+    assert local.endpoint == urlsplit("http://127.0.0.1:8000") and local.region == region
+
+
+@pytest.mark.parametrize("endpoint, accepted", [
+    ("https://ddb.example:0", False), ("http://127.0.0.1:0", False),
+    ("https://ddb.example:1", True), ("http://127.0.0.1:65535", True)])
+def test_an_endpoint_on_port_0_is_refused(endpoint, accepted):
+    """Port 0 names no server: refused with the endpoint rule, as a port out of range is."""
+    problems = problems_of(DEDUP_TABLE="dedup", AWS_ENDPOINT_URL=endpoint)
+    assert problems == ([] if accepted else ["AWS_ENDPOINT_URL" + config.ENDPOINT_RULE])
+
+
+def test_the_features_configured_are_the_variables_set():
+    """The optional modules imported at start follow these: DEDUP_TABLE, METRICS_NAMESPACE,
+    SOKETI_SECRET, each when set and not empty."""
+    assert config.configured_features({}) == set()
+    assert config.configured_features({"DEDUP_TABLE": "", "METRICS_NAMESPACE": "",
+                                       "SOKETI_SECRET": ""}) == set()
+    assert config.configured_features({"DEDUP_TABLE": "t"}) == {"dedup"}
+    assert config.configured_features({"METRICS_NAMESPACE": "n"}) == {"metrics"}
+    assert config.configured_features({"SOKETI_SECRET": "s"}) == {"soketi"}
+
+
+def test_soketi_key_is_read_and_checked(soketi_env, monkeypatch, clock, call, received):
+    """SOKETI_KEY, when set, is the app key X-Pusher-Key must equal; one pasted with
+    whitespace is a 500 naming it."""
+    clock(T0 + 1)
+    assert config.read()[0].soketi_key == APP_KEY
+    assert call(soketi_event(SECRET))[0]["statusCode"] == 200
+    event = soketi_event(SECRET)
+    event["headers"]["x-pusher-key"] = "another-app-key"
+    response, log = call(event)
+    assert response["statusCode"] == 401 and log["reason"] == "X-Pusher-Key is not SOKETI_KEY"
+    monkeypatch.setenv("SOKETI_KEY", APP_KEY + "\n")
+    response, log = call(soketi_event(SECRET))
+    assert response["statusCode"] == 500 and log["reason"].startswith("SOKETI_KEY has leading")
+    assert len(received) == 1
+
+
+def test_without_os_environs_own_dict_the_environment_is_judged_on_every_request(
+        qstash_env, monkeypatch):
+    """A Python whose os.environ keeps no `_data` dict (the reuse compares that dict) still
+    reads the configuration, afresh each time: a change takes effect at once."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    configuration, problems = config.read()
+    assert problems == [] and configuration.qstash_keys == {"": (KEY, NEXT)}
+    os.environ["QSTASH_DESTINATION_URL"] = "https://hooks.example.com/a"
+    assert config.read()[0].destination_urls == ["https://hooks.example.com/a"]
+    os.environ["QSTASH_CURRENT_SIGNING_KEY"] = "short"
+    assert config.read()[1][0].startswith("QSTASH_CURRENT_SIGNING_KEY is shorter")
+
+
+# --- The keys' and secrets' rules (keys.py) --------------------------------------------------
+
+DEV_CURRENT = "sig_7kYjw48mhY7kAjqNGcy6cr29RJ6r"  # the QStash CLI dev server's, published
+DEV_NEXT = "sig_5ZB6DVzB1wjE8S6rZ7eenA8Pdnhs"
+
+
+@pytest.mark.parametrize("value, allowed", [
+    ("", False), ("0", False), ("false", False), ("No", False),
+    ("1", True), ("true", True), ("YES", True)])
+def test_allow_public_dev_keys_reads_yes_and_no_words(value, allowed):
+    problems = config.configuration_errors({"QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT,
+                                            "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT,
+                                            "ALLOW_PUBLIC_DEV_KEYS": value})
+    assert (problems == []) is allowed, problems
+
+
+@pytest.mark.parametrize("value", ["2", "on", "maybe", "1 "])
+def test_allow_public_dev_keys_of_another_value_is_a_problem_and_allows_nothing(value):
+    """A value that is neither yes nor no is a problem of its own, and does not let the
+    published keys through either: every problem is listed."""
+    problems = config.configuration_errors({"QSTASH_CURRENT_SIGNING_KEY": DEV_CURRENT,
+                                            "QSTASH_NEXT_SIGNING_KEY": DEV_NEXT,
+                                            "ALLOW_PUBLIC_DEV_KEYS": value})
+    named = [problem.split(" ")[0] for problem in problems]
+    assert named == ["ALLOW_PUBLIC_DEV_KEYS", "QSTASH_CURRENT_SIGNING_KEY",
+                     "QSTASH_NEXT_SIGNING_KEY"], problems
+    assert "published development key" in problems[1]
+
+
+def test_soketi_next_secret_without_soketi_secret_is_a_problem():
+    assert config.configuration_errors({"SOKETI_NEXT_SECRET": SECRET}) == [
+        "SOKETI_NEXT_SECRET is set but SOKETI_SECRET is not"]
+
+
+@pytest.mark.parametrize("soketi_key", ["k", "app-key", "app-secret"])
+def test_soketi_key_may_be_short_or_published(soketi_key):
+    """The app key is public (every client holds it): one character is enough, and a
+    published one is no problem, with or without ALLOW_PUBLIC_DEV_KEYS."""
+    assert problems_of(SOKETI_SECRET=SECRET, SOKETI_KEY=soketi_key) == []
+
+
+@pytest.mark.parametrize("spoil", ['"{}', "{}'", "'{}", '{}"', " {}", "{}\t"])
+def test_a_key_with_a_quote_or_space_at_one_end_only_is_refused(spoil):
+    problems = problems_of(QSTASH_NEXT_SIGNING_KEY=spoil.format(NEXT))
+    assert problems == ["QSTASH_NEXT_SIGNING_KEY has leading or trailing whitespace or quotes: "
+                        "paste the key alone"]
+
+
+def test_a_half_configured_key_set_names_the_key_missing():
+    assert config.configuration_errors({"QSTASH_CURRENT_SIGNING_KEY": KEY}) == [
+        "QSTASH_NEXT_SIGNING_KEY is not set: QStash keys come in pairs (current and next), "
+        "copy both from the console"]
+    assert config.configuration_errors({"EU_WEST_1_QSTASH_NEXT_SIGNING_KEY": NEXT})[0] == (
+        "EU_WEST_1_QSTASH_CURRENT_SIGNING_KEY is not set: QStash keys come in pairs (current "
+        "and next), copy both from the console")

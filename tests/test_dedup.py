@@ -9,7 +9,9 @@ the write was applied, trickled, garbled, or followed by forged ones."""
 import base64
 import hashlib
 import json
+import math
 import os
+import re
 import time
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from signed_webhooks.message import Message
 from signed_webhooks.node_json import node_json
 from signed_webhooks.pusher import verify_pusher
 from signed_webhooks.qstash import verify
+from signed_webhooks.store import ConditionFailedError
 from conftest import KEY, NEXT, ROOT, SECRET, need
 from signer import sign_pusher
 
@@ -232,6 +235,30 @@ def test_a_duplicate_while_in_progress_is_409_with_the_lease_left(
     assert status == 200 and log["dedup"] == "duplicate" and effects == [message_id], log["reason"]
 
 
+def test_retry_after_is_the_lease_left_in_whole_seconds_rounded_up(dedup_env, effects,
+                                                                   monkeypatch):
+    """A delivery meeting the message in progress is told to come back when the lease ends:
+    the time left, rounded up to whole seconds (never earlier), and at least 1 s."""
+    now = int(time.time()) + 0.5
+    message_id = new_id()
+    waits = []
+
+    def deliver_at(offset):
+        monkeypatch.setattr(time, "time", lambda: now + offset)
+        response = lf.lambda_handler(delivery(message_id, now=now + offset), Context())
+        waits.append((response["statusCode"], response["headers"].get("Retry-After")))
+
+    def later():  # the lease ends 9 s from `now` (8 s left, plus 1 s margin)
+        for offset in (0.999, 1.0, 8.5, 9.0):
+            deliver_at(offset)
+        monkeypatch.setattr(time, "time", lambda: now)
+    effects.behaviours[message_id] = {"during": later}
+    monkeypatch.setattr(time, "time", lambda: now)
+    lf.lambda_handler(delivery(message_id, now=now), Context(remaining_ms=8000))
+    assert waits == [(409, "9"), (409, "8"), (409, "1"), (409, "1")]
+    assert effects == [message_id]
+
+
 def test_a_409_is_logged_as_deferred(dedup_env, effects, capsys):
     message_id, captured = new_id(), []
     effects.behaviours[message_id] = {"during": lambda: captured.append(
@@ -256,7 +283,9 @@ def test_after_the_lease_a_delivery_takes_over(dedup_env, nested, effects, monke
     monkeypatch.setattr(time, "time", lambda: now)
     status, _, log = nested(delivery(message_id, now=now), Context(remaining_ms=1000))
     assert inner[0]["statusCode"] == 200
-    assert status == 200 and "completion not recorded" in log["reason"]
+    assert status == 200
+    assert log["reason"] == "completion not recorded: another delivery took the message over"
+    assert dedup_env.counts["UpdateItem"] == 2  # each delivery's completion, never retried
     record = dynamo.message_record(dedup_env.direct, message_id)
     assert record["state"] == "completed"
     assert effects == [message_id, message_id]  # the first ran past its lease: Lambda stops that
@@ -271,6 +300,116 @@ def test_a_record_past_expires_at_counts_as_absent(dedup_env, call, effects, mon
     assert status == 200 and log["dedup"] == "new" and effects == [message_id, message_id]
 
 
+def test_a_record_is_live_until_the_second_past_its_expires_at(dedup_env, effects, capsys,
+                                                               monkeypatch):
+    """A record counts as absent only once past expires_at. At that very second a completed
+    record still answers a duplicate, and an in-progress one whose lease has passed is
+    taken over (logged as such), not treated as new."""
+    monkeypatch.setenv("DEDUP_TTL", "3600")
+    start = int(time.time()) + 0.25
+    expires = int(start) + 3600
+    done, held = new_id(), new_id()
+
+    def deliver_at(message_id, when, context=None):
+        monkeypatch.setattr(time, "time", lambda: when)
+        return lf.lambda_handler(delivery(message_id, now=when), context or Context())
+
+    def later():
+        effects.behaviours[held] = {}
+        deliver_at(held, expires + 0.25)
+    effects.behaviours[held] = {"during": later}
+    capsys.readouterr()
+    assert deliver_at(done, start)["statusCode"] == 200
+    assert deliver_at(done, expires + 0.25)["statusCode"] == 200
+    deliver_at(held, start, Context(remaining_ms=1000))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["dedup"] for line in lines] == ["new", "duplicate", "taken_over", "new"]
+    assert effects == [done, held, held]
+
+
+@pytest.mark.parametrize("invocation", ["Lambda's context", "no context"])
+def test_the_lease_is_the_time_left_plus_a_second_and_the_owner_names_the_request(
+        invocation, dedup_env, call, effects, monkeypatch):
+    """The in-progress record's lease: the invocation's remaining time plus 1 s for clock
+    differences between hosts; without a context (a local call), Lambda's longest timeout,
+    900 s, plus that second. Its owner: the request id (`local` without one) and a 48-bit
+    nonce, in hex."""
+    now = int(time.time()) + 0.5
+    monkeypatch.setattr(time, "time", lambda: now)
+    context, lease_ms, request_id = None, 901000, "local"
+    if invocation == "Lambda's context":
+        context = Context(remaining_ms=8000)
+        lease_ms, request_id = 9000, context.aws_request_id
+    message_id = new_id()
+    seen = []
+    effects.behaviours[message_id] = {"during": lambda: seen.append(
+        dynamo.message_record(dedup_env.direct, message_id))}
+    response, log = call(delivery(message_id, now=now), context)
+    assert response["statusCode"] == 200 and log["dedup"] == "new"
+    assert seen[0]["state"] == "in_progress"
+    assert seen[0]["lease_until"] == int(now * 1000) + lease_ms
+    assert re.fullmatch(re.escape(request_id) + "/[0-9a-f]{12}", seen[0]["owner"]), seen[0]
+
+
+def test_every_store_request_ends_half_a_second_before_the_invocation(dedup_env, monkeypatch):
+    """The deadline every store request is given: the invocation's end (its remaining time
+    from now, on time.monotonic's clock) less half a second, to answer before Lambda stops
+    the function. Measured on the protocol's own object, with the clocks pinned."""
+    monkeypatch.setattr(time, "monotonic", lambda: 5000.0)
+    body = b'{"job":"deadline"}'
+    claims = verify(ev.qstash_headers(KEY, body, URL)["Upstash-Signature"], KEY, body, URL)
+    message = Message("qstash", Request("http", "POST", {}, body, URL), claims=claims)
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    for remaining_ms in (900000, 1500):
+        protocol = dedup.Deduplication(dynamodb.DynamoDBStore(settings), message,
+                                       Context(remaining_ms=remaining_ms), "owner", 3600, None)
+        assert protocol.deadline == 5000.0 + remaining_ms / 1000 - 0.5
+
+
+@pytest.mark.parametrize("status, completed", [
+    (200, True), (204, True), (299, True), (489, True),
+    (199, False), (300, False), (429, False), (488, False), (490, False), (500, False)])
+def test_any_2xx_and_489_complete_the_message_and_anything_else_releases_it(
+        status, completed, dedup_env):
+    """QStash stops retrying on any 2xx and on 489: those answers are kept for duplicates.
+    Any other answer deletes the record, so QStash's retry runs handle again."""
+    body = b'{"job":"status"}'
+    claims = verify(ev.qstash_headers(KEY, body, URL)["Upstash-Signature"], KEY, body, URL)
+    message_id = new_id()
+    request = Request("http", "POST", {"upstash-message-id": message_id}, body, URL)
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    answer = dedup.run_once(Message("qstash", request, claims=claims), Context(),
+                            lambda: Answer(status, '{"status": %d}' % status), settings,
+                            dynamodb.DynamoDBStore(settings), clock_tolerance=5,
+                            soketi_max_age=300)
+    assert answer.status == status and answer.dedup == "new"
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    if completed:
+        assert record["state"] == "completed" and record["status"] == status
+    else:
+        assert record is None
+
+
+@pytest.mark.parametrize("store", ["answers", "throttles"])
+def test_a_note_of_the_table_joins_handles_own_reason(store, dedup_env, call, effects):
+    """handle's reason (here NonRetryableError's) stays in the log line; a completion that
+    could not be written adds its note after it, and nothing is added when it was."""
+    message_id = new_id()
+    effects.behaviours[message_id] = {"fail": "nonretryable"}
+    if store == "throttles":
+        dedup_env.plan("UpdateItem", "throttle", "throttle", "throttle")
+    status, _, log = deliver(call, delivery(message_id))
+    assert status == 489
+    if store == "answers":
+        assert log["reason"] == "NonRetryableError: never valid"
+    else:
+        assert log["reason"] == ("NonRetryableError: never valid; completion not recorded "
+                                 "(UpdateItem ProvisionedThroughputExceededException: "
+                                 "injected)")
+
+
 def test_a_replayed_token_never_runs_handle_nor_writes_its_message_id(dedup_env, call, effects):
     message_id, forged = new_id(), new_id()
     event = delivery(message_id)
@@ -280,6 +419,8 @@ def test_a_replayed_token_never_runs_handle_nor_writes_its_message_id(dedup_env,
     status, again, log = deliver(call, replay(event, forged))
     assert status == 200 and again["body"] == first["body"]
     assert log["dedup"] == "replay" and log["outcome"] == "duplicate"
+    assert log["reason"] == ("token already used (replay): already processed (first answer "
+                             "200), handle not called")
     assert dedup_env.counts.get("UpdateItem", 0) == dedup_env.counts.get("DeleteItem", 0) == 0
     assert dedup_env.total() == duplicate_cost(dedup_env, 2), dedup_env.counts
     assert dynamo.message_record(dedup_env.direct, forged) is None
@@ -300,14 +441,34 @@ def test_a_replay_while_the_first_is_in_progress_is_409(dedup_env, nested, effec
     assert inner[0]["statusCode"] == 409 and effects == [message_id]
 
 
+def test_a_replay_whose_token_record_names_no_message_is_409(dedup_env, call, effects):
+    """The token record names the message it claimed; one that names none (edited by hand,
+    or gone between the refused write and the read) is a replay all the same: 409, never
+    handle."""
+    message_id = new_id()
+    event = delivery(message_id)
+    assert deliver(call, event)[0] == 200
+    [token_record] = [record for record in dynamo.items(dedup_env.direct, "qstash:jti:")
+                      if record["message"].startswith("qstash:message:%s:" % message_id)]
+    dynamo.client(dedup_env.direct).update_item(
+        TableName=dynamo.TABLE, Key={"id": {"S": token_record["id"]}},
+        UpdateExpression="REMOVE message")
+    status, response, log = deliver(call, replay(event, new_id()))
+    assert status == 409 and log["dedup"] == "replay"
+    assert response["headers"]["Retry-After"] == "1"
+    assert log["reason"].startswith("token already used (replay): ")
+    assert effects == [message_id]
+
+
 def test_a_replay_of_a_token_whose_handle_failed_does_not_run_it(dedup_env, call, effects):
     message_id = new_id()
     effects.behaviours[message_id] = {"fail": "raise"}
     event = delivery(message_id)
     assert deliver(call, event)[0] == 500
     effects.behaviours[message_id] = {}
-    status, _, log = deliver(call, replay(event, message_id))
+    status, response, log = deliver(call, replay(event, message_id))
     assert status == 409 and log["dedup"] == "replay" and log["outcome"] == "deferred"
+    assert response["headers"]["Retry-After"] == "1"  # nothing in progress: soon
     assert effects == []
     assert deliver(call, delivery(message_id))[0] == 200 and effects == [message_id]
 
@@ -405,6 +566,52 @@ def test_soketi_webhooks_are_deduplicated_on_their_signature(dedup_env, call, ef
     assert effects == ["soketi", "soketi"]  # the HTTP webhook once, the direct invocation once
 
 
+@pytest.mark.parametrize("kind", ["256 characters", "257 characters", "not ASCII",
+                                  "not printable"])
+def test_an_id_is_kept_in_its_key_up_to_256_printable_characters_and_hashed_beyond(
+        kind, dedup_env, call, effects):
+    """A record key holds the message id and jti as they are when they are at most 256
+    printable ASCII characters (readable in the table), and their SHA-256 otherwise, so no
+    caller's header can make a key too long for DynamoDB (2048 bytes) or unreadable."""
+    length = 257 if kind == "257 characters" else 256
+    message_id = (new_id() + "-" * length)[:length]
+    jti = ("jwt_" + uuid.uuid4().hex + "-" * length)[:length]
+    if kind == "not ASCII":
+        message_id = message_id[:20] + "\u00e9"
+        jti = jti[:20] + "\u00e9"
+    elif kind == "not printable":
+        message_id = message_id[:20] + "\t"
+        jti = jti[:20] + "\t"
+    body = b'{"job":"long id"}'
+    headers = ev.qstash_headers(KEY, body, URL, message_id=message_id, claims={"jti": jti})
+    assert deliver(call, ev.function_url(url=URL, headers=headers, body=body))[0] == 200
+    kept = {"message": message_id, "jti": jti}
+    if kind != "256 characters":
+        kept = {name: "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+                for name, value in kept.items()}
+    assert len(dynamo.items(dedup_env.direct, "qstash:message:%s:" % kept["message"])) == 1
+    assert len(dynamo.items(dedup_env.direct, "qstash:jti:%s:" % kept["jti"])) == 1
+    assert effects == [message_id]
+
+
+@pytest.mark.parametrize("size, stored", [(64 * 1024, True), (64 * 1024 + 1, False)])
+def test_a_body_is_stored_up_to_64_kb_exactly(size, stored, dedup_env, call, effects):
+    """A duplicate gets the first answer's body when it is at most 65536 bytes; beyond,
+    a note saying how long it was."""
+    message_id = new_id()
+    empty = json.dumps({"applied": message_id, "big": ""})
+    effects.behaviours[message_id] = {"big": size - len(empty)}
+    status, first, _ = deliver(call, delivery(message_id))
+    assert status == 200 and len(first["body"].encode()) == size
+    status, again, log = deliver(call, delivery(message_id))
+    assert status == 200 and log["dedup"] == "duplicate"
+    if stored:
+        assert again["body"] == first["body"]
+    else:
+        assert json.loads(again["body"]) == {
+            "note": "the first answer's body (65537 bytes) was over 64 KB and is not stored"}
+
+
 def test_bodies_over_64_kb_are_replaced_by_a_note(dedup_env, call, effects):
     message_id = new_id()
     effects.behaviours[message_id] = {"big": 70 * 1024}
@@ -477,6 +684,8 @@ def test_a_soketi_record_lives_until_its_webhook_can_no_longer_verify(dedup_env,
     answer, ran = run_protocol(message_at(now), settings, clock_tolerance=5,
                                soketi_max_age=max_age)
     assert answer.dedup == "new" and len(ran) == 1
+    [record] = dynamo.items(dedup_env.direct, "soketi:signature:" + signature)
+    assert record["expires_at"] == math.ceil(int(now * 1000) / 1000 + max_age)  # to the second
     later = now + 2 * 3600
     monkeypatch.setattr(time, "time", lambda: later)
     answer, ran = run_protocol(message_at(later), settings, clock_tolerance=5,
@@ -484,18 +693,50 @@ def test_a_soketi_record_lives_until_its_webhook_can_no_longer_verify(dedup_env,
     assert answer.dedup == "duplicate" and answer.status == 200 and ran == []
 
 
+def test_a_soketi_record_without_an_age_check_lives_dedup_ttl(dedup_env, monkeypatch):
+    """SOKETI_MAX_AGE=0 turns the age check off (the configuration refuses it beside
+    DEDUP_TABLE; the protocol stays sound without that): no bound is known from the
+    signature, so the record lives DEDUP_TTL from now, whatever time_ms the webhook carries,
+    and a duplicate within it is a duplicate."""
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    for sent in (now - 86400, now + 10 * 365 * 86400):
+        body = json.dumps({"time_ms": int(sent * 1000), "events": [
+            {"name": "channel_occupied", "channel": new_id()}]}).encode()
+        signature = sign_pusher(SECRET, body)
+        payload = verify_pusher(signature, SECRET, body, max_age=0, now=now)
+        request = Request("http", "POST", {"x-pusher-signature": signature}, body, URL)
+        message = Message("soketi", request, payload=payload)
+        answer, ran = run_protocol(message, settings, clock_tolerance=5, soketi_max_age=0)
+        assert answer.dedup == "new" and len(ran) == 1
+        [record] = dynamo.items(dedup_env.direct, "soketi:signature:" + signature)
+        assert record["expires_at"] == int(now * 1000) // 1000 + 3600
+        answer, ran = run_protocol(message, settings, clock_tolerance=5, soketi_max_age=0)
+        assert answer.dedup == "duplicate" and ran == []
+
+
 # --- The store failing ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("breakage", ["no such table", "nothing listening", "no credentials"])
+@pytest.mark.parametrize("breakage", ["no such table", "nothing listening", "no secret key",
+                                      "no access key"])
 def test_an_unusable_store_is_503_and_handle_is_not_called(
         breakage, dedup_env, call, effects, monkeypatch):
     if breakage == "no such table":
         monkeypatch.setenv("DEDUP_TABLE", "no-such-table")
     elif breakage == "nothing listening":
         monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:%d" % dynamo.free_port())
-    else:
+    elif breakage == "no secret key":
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    else:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     status, response, log = deliver(call, delivery(new_id()))
+    if breakage.endswith(" key"):  # said as such, before any request
+        assert log["reason"] == ("dedup table unavailable, handle not called: no AWS "
+                                 "credentials in the environment (AWS_ACCESS_KEY_ID, "
+                                 "AWS_SECRET_ACCESS_KEY)")
+        assert dedup_env.total() == 0
     # No Retry-After: QStash's own backoff (12 s, 2 min 28 s, 30 min, 6 h) outlasts an outage
     # whether or not it honours the header on a 503; 30 s three times would not.
     assert status == 503 and "Retry-After" not in response["headers"]
@@ -564,6 +805,16 @@ def test_a_kept_connection_the_store_closed_while_idle_is_replaced_not_counted(
     assert effects == [first, second]
 
 
+def test_a_failed_condition_carries_the_record_but_never_says_it():
+    """ConditionFailedError hands the record that failed the condition to the protocol; its
+    text is fixed, so the record (a stored answer, an owner) never reaches a log line or a
+    reason through it."""
+    record = {"id": "qstash:message:m", "answer": '{"status": 200, "body": "private"}'}
+    failed = ConditionFailedError(record)
+    assert failed.record is record and str(failed) == "the condition failed"
+    assert ConditionFailedError(None).record is None
+
+
 # --- The store's fault paths, one test each ---------------------------------------------------
 
 def test_fault_token_write_applied_but_its_answer_lost(dedup_env, call, effects):
@@ -594,13 +845,19 @@ def test_fault_message_write_applied_but_its_answer_lost(dedup_env, call, nested
     assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
 
 
-def test_fault_completion_applied_but_its_answer_lost(dedup_env, call, effects):
+@pytest.mark.parametrize("refusal", ["with the record", "without the record"])
+def test_fault_completion_applied_but_its_answer_lost(refusal, dedup_env, call, effects):
     """Step 3's write reaches the table, its answer does not: the second try finds the record
-    completed by us, which is success, not another delivery's takeover."""
+    completed by us, which is success, not another delivery's takeover. The refusal of the
+    second try carries the record (DynamoDB's ReturnValuesOnConditionCheckFailure), or not
+    (dynalite ignores it): then one GetItem reads it, no more."""
     message_id = new_id()
-    dedup_env.plan("UpdateItem", "drop_after")
+    dedup_env.plan("UpdateItem", "drop_after", "pass" if refusal == "with the record" else
+                   "no_item")
     status, first, log = deliver(call, delivery(message_id))
     assert status == 200 and not log["reason"] and dedup_env.counts["UpdateItem"] == 2
+    reads = 0 if refusal == "with the record" and dedup_env.name == "moto" else 1
+    assert dedup_env.counts.get("GetItem", 0) == reads, dedup_env.counts
     status, again, log = deliver(call, delivery(message_id))
     assert log["dedup"] == "duplicate" and again["body"] == first["body"]
     assert effects == [message_id]
@@ -627,6 +884,76 @@ def test_fault_release_after_handle_raises(raised, dedup_env, call, effects):
     effects.behaviours[message_id] = {}
     status, _, log = deliver(call, delivery(message_id))
     assert status == 200 and log["dedup"] == "new" and effects == [message_id], log["reason"]
+
+
+@pytest.mark.parametrize("fault", ["taken over", "throttled"])
+def test_fault_release_after_handle_raises_is_noted_when_it_cannot_be_done(
+        fault, dedup_env, nested, effects, monkeypatch):
+    """handle raises, but the record cannot be deleted: another delivery took it over past
+    the lease (its record stays, untouched), or the store refuses the delete (the record
+    stays in progress; a retry waits for the lease). handle's own reason stays first."""
+    message_id, now = new_id(), time.time()
+    raised = "handle raised RuntimeError: handle failed on purpose; "
+
+    def later_delivery():  # past the 2 s lease (1 s + 1 s margin), completes the message
+        monkeypatch.setattr(time, "time", lambda: now + 2.5)
+        effects.behaviours[message_id] = {}
+        assert lf.lambda_handler(delivery(message_id, now=now + 2.5), Context())[
+            "statusCode"] == 200
+    behaviour = {"fail": "raise"}
+    if fault == "taken over":
+        behaviour["during"] = later_delivery
+    else:
+        dedup_env.plan("DeleteItem", "throttle")
+    effects.behaviours[message_id] = behaviour
+    monkeypatch.setattr(time, "time", lambda: now)
+    status, _, log = nested(delivery(message_id, now=now), Context(remaining_ms=1000))
+    assert status == 500 and dedup_env.counts["DeleteItem"] == 1
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    if fault == "taken over":
+        assert log["reason"] == raised + "release skipped: the record is no longer ours"
+        assert record["state"] == "completed" and effects == [message_id]
+    else:
+        assert log["reason"] == raised + ("release failed (DeleteItem ProvisionedThroughput"
+                                          "ExceededException: injected): a retry waits for "
+                                          "the lease")
+        assert record["state"] == "in_progress" and effects == []
+
+
+def test_a_completion_attempt_with_exactly_its_minimum_time_left_is_made(
+        dedup_env, call, effects, monkeypatch):
+    """An attempt is made when the time left is ATTEMPT_MIN_S exactly (the minimum is
+    raised to 5 s here, so that the request has real seconds to finish; the clock is
+    simulated, and handle returns 5 s before the deadline)."""
+    monkeypatch.setattr(dedup, "ATTEMPT_MIN_S", 5.0)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    message_id = new_id()
+    deadline = 1000.0 + 30 - dedup.DEADLINE_MARGIN_S
+    effects.behaviours[message_id] = {"during": lambda: clock.__setitem__(0, deadline - 5.0)}
+    status, _, log = deliver(call, delivery(message_id), Context(remaining_ms=30000))
+    assert status == 200 and not log["reason"] and dedup_env.counts["UpdateItem"] == 1
+    assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
+
+
+def test_a_completion_attempt_is_not_started_when_its_pause_leaves_too_little_time(
+        dedup_env, call, effects, monkeypatch):
+    """Each completion attempt must have 0.1 s left before the deadline once its pause is
+    over, or it is not started. On a simulated clock (time.sleep moves it; requests take no
+    simulated time): handle returns 0.2 s before the deadline, the store throttles; the
+    first attempt and the one 50 ms later are made, the one 100 ms after that is not."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    message_id = new_id()
+    deadline = 1000.0 + 30 - dedup.DEADLINE_MARGIN_S  # Context(): 30 s left
+    effects.behaviours[message_id] = {"during": lambda: clock.__setitem__(0, deadline - 0.2)}
+    dedup_env.plan("UpdateItem", "throttle", "throttle", "throttle")
+    status, _, log = deliver(call, delivery(message_id), Context(remaining_ms=30000))
+    assert status == 200 and effects == [message_id]
+    assert dedup_env.counts["UpdateItem"] == 2
+    assert log["reason"] == ("completion not recorded (UpdateItem ProvisionedThroughput"
+                             "ExceededException: injected)")
 
 
 def test_fault_takeover_at_exactly_the_lease_end(dedup_env, effects, capsys, monkeypatch):
@@ -735,11 +1062,210 @@ def test_only_the_endpoint_in_use_is_checked():
     assert configuration_errors({**keys, "AWS_ENDPOINT_URL": "http://192.0.2.7"}) == []
 
 
-def test_a_token_without_jti_is_refused(dedup_env, call, effects):
+@pytest.mark.parametrize("jti", [None, "", 5, ["jwt_1"]])
+def test_a_token_without_a_jti_string_is_refused(jti, dedup_env, call, effects):
+    """QStash always sends a jti; a token without one (or with an empty or non-string one)
+    has no token record to catch its replay: 400, before any table request."""
     body = b"{}"
-    headers = ev.qstash_headers(KEY, body, URL, claims={"jti": None})
+    headers = ev.qstash_headers(KEY, body, URL, claims={"jti": jti})
     status, _, log = deliver(call, ev.function_url(url=URL, headers=headers, body=body))
-    assert status == 400 and "jti" in log["reason"] and effects == []
+    assert status == 400 and effects == [] and dedup_env.total() == 0
+    assert log["reason"] == "the QStash token has no jti claim: it cannot be deduplicated"
+
+
+@pytest.mark.parametrize("missing", ["sub", "body"])
+def test_a_message_whose_token_signed_no_url_or_body_is_refused(missing, dedup_env):
+    """verify() without a URL accepts a token without sub; the protocol keys records on what
+    the token signed, so such a Message is refused (400), before any table request."""
+    body = b'{"job":"unkeyed"}'
+    token = ev.qstash_headers(KEY, body, URL, claims={missing: None})["Upstash-Signature"]
+    if missing == "sub":
+        claims = verify(token, KEY, body, None)
+    else:  # verify refuses a token without a body hash: the claims as a caller may build them
+        claims = {**verify(ev.qstash_headers(KEY, body, URL)["Upstash-Signature"], KEY, body,
+                           URL), "body": None}
+    request = Request("http", "POST", {"upstash-message-id": new_id()}, body, URL)
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": dedup_env.endpoint}, dynamo.TABLE,
+                             3600)
+    with pytest.raises(lf.Reject) as refused:
+        run_protocol(Message("qstash", request, claims=claims), settings, clock_tolerance=5,
+                     soketi_max_age=300)
+    assert refused.value.args == (400, "the QStash token has no sub or body claim: it cannot "
+                                       "be deduplicated")
+    assert dedup_env.total() == 0
+
+
+def test_a_delivery_without_a_message_id_is_deduplicated_on_its_token(dedup_env, call,
+                                                                      effects):
+    """Upstash-Message-Id is missing (a direct call with a QStash-shaped token): the message
+    record is filed under the token's jti, so the same token, with or without an id, runs
+    handle once."""
+    body = b'{"job":"no id"}'
+    jti = "jwt_" + uuid.uuid4().hex
+    headers = ev.qstash_headers(KEY, body, URL, claims={"jti": jti})
+    del headers["Upstash-Message-Id"]
+    event = ev.function_url(url=URL, headers=headers, body=body)
+    status, first, log = deliver(call, event)
+    assert status == 200 and log["dedup"] == "new" and effects == ["qstash"]
+    assert len(dynamo.items(dedup_env.direct, "qstash:jti-message:%s:" % jti)) == 1
+    status, again, log = deliver(call, event)
+    assert status == 200 and log["dedup"] == "replay" and again["body"] == first["body"]
+    assert effects == ["qstash"]
+
+
+CREDENTIAL_ERRORS = ["InvalidSignatureException", "UnrecognizedClientException",
+                     "ExpiredTokenException", "MissingAuthenticationTokenException",
+                     "InvalidClientTokenId", "CredentialsError"]
+
+
+@pytest.mark.parametrize("error, said", [
+    ("xml_throttle", "PutItem ThrottlingException: Rate exceeded"),
+    ("html_502", "PutItem HTTP 502: (no message)"),
+    ("json_without_type", "PutItem HTTP 503: (no message)"),
+    ("json_not_an_object", "PutItem HTTP 500: (no message)"),
+    ("long_message", "PutItem ValidationException: " + "v" * 200),
+    ("two_lines", "PutItem InternalServerError: first line"),
+    *[(kind, "PutItem %s: (message withheld: it is about the credentials)" % kind)
+      for kind in CREDENTIAL_ERRORS],
+])
+def test_an_error_answer_is_a_store_error_saying_what_it_safely_can(error, said, dedup_env,
+                                                                     call, effects):
+    """An error answer is a store error (503, handle not called) whose reason names the
+    operation and the error: DynamoDB's JSON `__type` and message (either spelling, its
+    first line, 200 characters at most), a gateway's XML <Code> and <Message>, or the HTTP
+    status when neither says. A message about the signature or the credentials is withheld:
+    it can echo the canonical request, and with it the session token."""
+    dedup_env.plan("PutItem", error)
+    status, response, log = deliver(call, delivery(new_id()))
+    assert status == 503 and effects == [] and dedup_env.counts["PutItem"] == 1
+    assert log["reason"] == "dedup table unavailable, handle not called: " + said
+    assert dynamo.ECHOED_SECRET not in json.dumps(log) + json.dumps(response)
+
+
+@pytest.mark.parametrize("step", ["before handle", "after handle"])
+def test_a_200_whose_json_is_not_an_object_is_a_store_error(step, dedup_env, call, effects):
+    """DynamoDB answers every success with a JSON object; `[1, 2]` (or any other JSON) with
+    status 200 is not taken for a success: before handle a 503, after it a completion not
+    recorded (tried three times)."""
+    message_id = new_id()
+    if step == "before handle":
+        dedup_env.plan("PutItem", "json_list")
+    else:
+        dedup_env.plan("UpdateItem", "json_list", "json_list", "json_list")
+    status, _, log = deliver(call, delivery(message_id))
+    if step == "before handle":
+        assert status == 503 and effects == []
+        assert log["reason"] == ("dedup table unavailable, handle not called: PutItem: the "
+                                 "answer is not a JSON object")
+    else:
+        assert status == 200 and effects == [message_id]
+        assert log["reason"] == ("completion not recorded (UpdateItem: the answer is not a "
+                                 "JSON object)")
+
+
+def test_a_record_with_an_attribute_of_another_type_is_a_store_error(dedup_env, call, effects):
+    """The records hold strings and numbers only; a record with another type of attribute
+    (a boolean, added by hand) cannot be read: 503, handle not called again."""
+    message_id = new_id()
+    assert deliver(call, delivery(message_id))[0] == 200
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    dynamo.client(dedup_env.direct).update_item(
+        TableName=dynamo.TABLE, Key={"id": {"S": record["id"]}},
+        UpdateExpression="SET flagged = :yes", ExpressionAttributeValues={":yes": {"BOOL": True}})
+    status, _, log = deliver(call, delivery(message_id))
+    assert status == 503 and effects == [message_id]
+    operation = "PutItem"  # the refused write's answer carries the record
+    if dedup_env.name == "dynalite":  # dynalite's does not: it is read
+        operation = "GetItem"
+    assert log["reason"] == ("dedup table unavailable, handle not called: %s: the answer could "
+                             "not be read (ValueError)" % operation)
+
+
+def test_one_request_that_hangs_is_given_up_after_2_s_leaving_time_for_another(
+        dedup_env, call, effects, monkeypatch):
+    """A request is given at most REQUEST_SECONDS (2 s), however long the invocation has
+    left: the first completion attempt, never answered, is given up then, and the next one
+    records the completion well within the invocation's 8 s."""
+    monkeypatch.setattr(dynamodb, "REQUEST_SECONDS", 2.0)  # as shipped (dedup_env gives 10)
+    message_id = new_id()
+    dedup_env.plan("UpdateItem", "hang")
+    context = LiveContext(remaining_ms=8000)
+    status, _, log = deliver(call, delivery(message_id), context)
+    assert status == 200 and not log["reason"] and effects == [message_id]
+    assert dedup_env.counts["UpdateItem"] == 2
+    assert dynamo.message_record(dedup_env.direct, message_id)["state"] == "completed"
+
+
+def test_every_read_is_strongly_consistent(dedup_env, call, effects):
+    """A replay reads the message record its token claimed: with ConsistentRead, so a
+    completion written a moment before is seen (DynamoDB's default read may miss it)."""
+    event = delivery(new_id())
+    assert deliver(call, event)[0] == 200
+    dedup_env.reset()
+    assert deliver(call, replay(event, new_id()))[2]["dedup"] == "replay"
+    reads = [asked for operation, asked in dedup_env.asked if operation == "GetItem"]
+    assert reads and all(asked["ConsistentRead"] is True for asked in reads), reads
+
+
+def test_a_store_on_a_refused_endpoint_never_connects(dedup_env):
+    """Settings whose endpoint variable was refused (the configuration answers 500 then,
+    before any store is made): a store built on them anyway fails every request as a
+    StoreError, connecting nowhere."""
+    settings = DedupSettings({**DUMMY, "AWS_ENDPOINT_URL": "http://192.0.2.7:8000"},
+                             dynamo.TABLE, 3600)
+    assert settings.endpoint is None
+    with pytest.raises(dynamodb.StoreError, match="the endpoint variable is refused"):
+        dynamodb.DynamoDBStore(settings).get("qstash:message:x", time.monotonic() + 1)
+
+
+# --- Records the protocol cannot read ----------------------------------------------------------
+
+def completed_record(dedup_env, call, **fields):
+    """A message delivered once, then its completed record's `fields` overwritten in the
+    table (as a hand edit or another program might): (the message id, its delivery)."""
+    message_id = new_id()
+    event = delivery(message_id)
+    assert deliver(call, event)[0] == 200
+    record = dynamo.message_record(dedup_env.direct, message_id)
+    names = {"#f%d" % index: name for index, name in enumerate(fields)}
+    values = {":v%d" % index: {"N": str(value)} if isinstance(value, int) else {"S": value}
+              for index, value in enumerate(fields.values())}
+    update = "SET " + ", ".join("#f%d = :v%d" % (index, index) for index in range(len(fields)))
+    dynamo.client(dedup_env.direct).update_item(
+        TableName=dynamo.TABLE, Key={"id": {"S": record["id"]}}, UpdateExpression=update,
+        ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    return message_id, event
+
+
+@pytest.mark.parametrize("answer", [
+    "not json", "[]", '{"status": 200, "body": ""}',
+    '{"status": "200", "body": "", "headers": {}}', '{"status": true, "body": "", "headers": {}}',
+    '{"status": 200, "body": 1, "headers": {}}', '{"status": 200, "body": "", "headers": []}',
+    '{"status": 200, "body": "", "headers": {"a": 1}}',
+])
+def test_a_stored_answer_that_cannot_be_read_is_a_store_error(answer, dedup_env, call, effects):
+    """A completed record whose answer is not what the protocol writes (JSON with an int
+    status, a text body, text headers) is never sent as the answer: the store is in doubt,
+    503, and handle is not called again."""
+    message_id, _ = completed_record(dedup_env, call, answer=answer)
+    status, response, log = deliver(call, delivery(message_id))
+    assert status == 503 and log["dedup"] == "store_error", log
+    assert "a completed record's answer is not readable" in log["reason"]
+    assert effects == [message_id]
+
+
+@pytest.mark.parametrize("field, state", [("expires_at", "completed"),
+                                          ("lease_until", "in_progress")])
+def test_a_record_whose_number_is_text_is_a_store_error(field, state, dedup_env, call, effects):
+    """expires_at and lease_until are numbers; text there (a hand edit) is a store error,
+    503, never an exception or a guess. (Read by a replay of the first token, which reads
+    the record without a conditional write: moto answers 500 to a condition comparing
+    text with a number.)"""
+    message_id, event = completed_record(dedup_env, call, state=state, **{field: "soon"})
+    status, response, log = deliver(call, replay(event, new_id()))
+    assert status == 503 and log["dedup"] == "store_error", log
+    assert "a record's %s is not a number" % field in log["reason"]
+    assert effects == [message_id]
 
 
 # --- The transport -----------------------------------------------------------------------------
@@ -762,7 +1288,7 @@ def test_https_endpoints_are_verified(trusted, certificate, dedup_env, call, eff
                                       monkeypatch):
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint)
-    monkeypatch.setattr(transport, "_tls", [])  # the next request builds its ssl context anew
+    monkeypatch.setattr(transport, "_tls", None)  # the next request builds its ssl context anew
     if trusted:
         monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     else:
@@ -799,7 +1325,7 @@ def test_an_https_endpoint_spelled_in_capitals_is_still_tls(certificate, dedup_e
     """`HTTPS://` is https: the credentials never go out in plain text."""
     tls = dynamo.Proxy(dedup_env.direct, serialize=True, tls=certificate)
     monkeypatch.setenv("AWS_ENDPOINT_URL", tls.endpoint.replace("https://", "HTTPS://"))
-    monkeypatch.setattr(transport, "_tls", [])
+    monkeypatch.setattr(transport, "_tls", None)
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     try:
         status, _, log = deliver(call, delivery(new_id()))
@@ -842,6 +1368,22 @@ def test_answers_are_read_as_http_1_1_says(fault, dedup_env, call, effects):
     dedup_env.plan("GetItem", fault)
     assert deliver(call, delivery(message_id))[2]["dedup"] == "duplicate"
     assert effects == [message_id]
+
+
+@pytest.mark.parametrize("size, read", [(2 ** 20, True), (2 ** 20 + 1, False)])
+def test_an_answer_is_read_up_to_1_mib_and_refused_beyond(size, read, dedup_env, call, effects):
+    """An answer is read up to 1 MiB, whatever length it claims (DynamoDB's never come
+    near: an item is at most 400 KB); one byte more is a store error, and handle is not
+    called. Here the token's write is applied and its answer padded with spaces."""
+    message_id = new_id()
+    dedup_env.plan("PutItem", "pad_to_%d" % size)
+    status, _, log = deliver(call, delivery(message_id))
+    if read:
+        assert status == 200 and log["dedup"] == "new" and effects == [message_id]
+    else:
+        assert status == 503 and effects == [] and dedup_env.counts["PutItem"] == 1
+        assert log["reason"] == ("dedup table unavailable, handle not called: PutItem failed "
+                                 "on its way (AnswerTooLarge)")
 
 
 @pytest.mark.parametrize("when", ["right behind", "50 ms later"])

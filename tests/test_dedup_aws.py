@@ -55,6 +55,25 @@ def test_our_signature_equals_botocores(region, session_token, body, endpoint, m
     assert ours["x-amz-date"] == request.headers["X-Amz-Date"]
 
 
+def test_the_signing_key_is_derived_once_and_nine_at_most_are_kept(monkeypatch):
+    """The signing key (four chained HMACs) is derived once per secret, date, region and
+    service and then reused; at most 9 are kept, and a tenth starts the cache over, so no
+    run of rotating credentials grows it. (That the keys are right, the signatures equal to
+    botocore's show above.)"""
+    from signed_webhooks import sigv4
+    monkeypatch.setattr(sigv4, "_signing_keys", {})
+    secrets = ["example-secret-%02d" % index for index in range(10)]
+    derived = [sigv4._signing_key(secret, "20260301", "eu-west-1", "dynamodb")
+               for secret in secrets[:9]]
+    held = dict(sigv4._signing_keys)
+    assert len(held) == 9
+    for secret, key in zip(secrets[:9], derived):
+        assert sigv4._signing_key(secret, "20260301", "eu-west-1", "dynamodb") is key
+    assert dict(sigv4._signing_keys) == held
+    sigv4._signing_key(secrets[9], "20260301", "eu-west-1", "dynamodb")
+    assert len(sigv4._signing_keys) == 1
+
+
 # --- moto with request authentication on ----------------------------------------------------
 
 @pytest.fixture(scope="module")

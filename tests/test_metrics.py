@@ -6,6 +6,7 @@ present at the root, numbers for metrics, strings for dimensions), AWS's own
 `aws-embedded-metrics` library emitting the same metrics, and AWS's runtime for cold starts."""
 import json
 import os
+import string
 import subprocess
 import sys
 import time
@@ -151,6 +152,16 @@ def test_without_metrics_namespace_every_line_still_says_cold_start(qstash_env, 
     assert "_aws" not in line and "latency" not in line
 
 
+def test_a_refused_namespace_is_a_500_whose_line_carries_no_metrics(metrics_env, monkeypatch,
+                                                                     call):
+    """A METRICS_NAMESPACE that breaks CloudWatch's rules is a 500 naming it, and the line
+    defines no metrics under it (CloudWatch would drop them without a word)."""
+    monkeypatch.setenv("METRICS_NAMESPACE", "AWS/Webhooks")
+    response, line = call(qstash_event())
+    assert response["statusCode"] == 500 and line["reason"].startswith("METRICS_NAMESPACE")
+    assert "_aws" not in line and not set(METRIC_OUTCOMES) & set(line)
+
+
 AWS_LIBRARY = """
 import asyncio, json, sys
 from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger
@@ -210,6 +221,7 @@ def test_aws_library_emitting_the_same_metrics_defines_the_same_ones(
     ("Webhooks", None), ("Team A/webhooks:prod#1", None), ("a" * 255, None),
     ("", "1 to 255"), ("   ", "1 to 255"), ("a" * 256, "1 to 255"),
     ("Webhooks\u00e9", "1 to 255"), ("Web\nhooks", "1 to 255"), ("AWS/Lambda", "AWS/"),
+    (string.ascii_letters + string.digits + " .-_/#:", None),  # every character allowed
 ])
 def test_metrics_namespace_rules(namespace, problem):
     error = metrics_namespace_error(namespace)

@@ -366,3 +366,27 @@ def test_rebuild_work_per_byte_stays_flat_when_size_or_depth_doubles(make):
     base = per_byte(50, 150)  # past the one-call path for payloads under 16 KB (_FAST)
     assert per_byte(50, 300) <= base * 1.1, "twice the size"
     assert per_byte(100, 150) <= base * 1.1, "twice the depth"
+
+
+def test_a_body_given_as_text_or_none_is_checked_as_its_bytes():
+    """The body may be given as str (UTF-8) or None (empty): the HMAC covers those bytes,
+    and an empty body, correctly signed, is refused for what it is, not by an exception."""
+    text = '{"time_ms":1,"events":[{"name":"caf\u00e9"}]}'
+    assert verify_pusher(sign_pusher(SECRET, text.encode()), SECRET, text, max_age=0)
+    for body in (None, b"", ""):
+        with pytest.raises(SignatureError, match="events list"):
+            verify_pusher(sign_pusher(SECRET, b""), SECRET, body, max_age=0)
+
+
+def test_time_ms_from_1e16_in_magnitude_is_refused_however_wide_the_window():
+    """time_ms is a number below 1e16 in magnitude (so its record's lifetime is a finite
+    number): 1e16 itself is refused even by a window that would reach it."""
+    now = 10 ** 13  # seconds: time_ms 10**16 is now, to the millisecond
+    for time_ms, accepted in ((10 ** 16 - 1, True), (10 ** 16, False), (-(10 ** 16), False)):
+        body = json.dumps({"time_ms": time_ms, "events": []}).encode()
+        signature = sign_pusher(SECRET, body)
+        if accepted:
+            assert verify_pusher(signature, SECRET, body, max_age=10 ** 14, now=now)
+            continue
+        with pytest.raises(SignatureError, match="time_ms"):
+            verify_pusher(signature, SECRET, body, max_age=10 ** 14, now=now)

@@ -343,10 +343,14 @@ def test_alb_soketi_webhook_without_host_is_answered(multi_value, soketi_env, at
 
 def test_rest_qstash_without_domain_name_or_destination_never_reaches_handle(
         qstash_env, at_t0, call, received):
+    """The URL QStash signed cannot be derived: a 400 that says which field is missing and
+    which variable to set, never handle."""
     event = rest_event(REST_BASE)
     del event["requestContext"]["domainName"]
     response, log = call(event)
-    assert 400 <= status(response) < 600, log
+    assert status(response) == 400, log
+    assert "requestContext.domainName" in log["reason"]
+    assert "set QSTASH_DESTINATION_URL" in log["reason"]
     assert not received
 
 
@@ -427,6 +431,15 @@ def test_no_keys_for_the_requests_region_is_a_401_not_a_500(region, us_east_1_ke
         assert region in log["reason"] or region.replace("-", "_") in log["reason"]
     assert not received
     assert status(call(qstash_request_with_region("US-EAST-1", key=REGION_KEY))[0]) == 200
+
+
+def test_an_unknown_region_is_named_by_32_characters_at_most(us_east_1_keys, at_t0, call):
+    """Upstash-Region is the caller's text: the reason names it with anything but letters,
+    digits, _ and - replaced, and 32 characters of it at most."""
+    region = "eu-central-1<b>" + "x" * 40
+    response, log = call(qstash_request_with_region(region, key=REGION_KEY))
+    assert status(response) == 401
+    assert log["reason"] == "no QStash keys for region eu-central-1?b?" + "x" * 17
 
 
 # --- Keys that cannot be right --------------------------------------------------------------

@@ -305,3 +305,96 @@ def test_mac_is_bit_identical_to_the_standard_library_hmac(length):
         key = os.urandom(length).hex()[:length] + "\u00e9" * (trial % 2)
         message = os.urandom(trial * 37)
         assert qstash._mac(key, message) == hmac.digest(key.encode(), message, "sha256")
+
+
+# --- Bounds, at their exact edge ------------------------------------------------------------
+
+def sized_token(length):
+    """A genuine PyJWT token of exactly `length` characters (a padding claim sized to fit)."""
+    for pad in range(length):
+        token = pyjwt_token(pad="p" * pad)
+        if len(token) >= length:
+            assert len(token) == length, "no token is exactly %d characters" % length
+            return token
+    raise AssertionError("unreachable")
+
+
+def test_the_token_size_cap_is_8192_characters_exactly():
+    """The cap (README, SECURITY.md: 8192 characters, before any decoding): a genuine token
+    of exactly 8192 characters verifies, one of 8193 is refused by the cap alone."""
+    at_cap = sized_token(8192)
+    assert verify(at_cap, KEY, BODY, URL, now=T0 + 10)["sub"] == URL
+    over = sized_token(8193)
+    assert reason(over) == "token is not an ASCII string of at most 8192 chars"
+
+
+def test_a_refused_alg_is_named_by_its_first_16_characters_only():
+    """The header is read before the MAC, so its alg is the caller's text: the reason (and
+    the log line) holds 16 characters of it, however long it is."""
+    alg = "HS256" + "abcdefghijklmnopqrstuvwxyz"
+    claims = json.dumps({"body": body_hash(BODY), "exp": T0 + 300, "iss": "Upstash", "sub": URL})
+    message = reason(hand_token(json.dumps({"alg": alg}), claims))
+    assert message == "header alg 'HS256abcdefghijk' is not HS256"
+
+
+def test_time_claims_are_refused_from_1e16_in_magnitude():
+    """A time claim is a number below 1e16 in magnitude; 1e16 itself is refused."""
+    assert verify(pyjwt_token(exp=10**16 - 1), KEY, BODY, URL, now=T0 + 10)
+    assert reason(pyjwt_token(exp=10**16)) == "claim exp is not a number"
+    assert reason(pyjwt_token(nbf=-10**16)) == "claim nbf is not a number"
+    assert reason(pyjwt_token(iat=1e16)) == "claim iat is not a number"
+
+
+@pytest.mark.parametrize("now", [T0 + 10, 0.5, -0.5])
+def test_nbf_and_iat_are_optional_and_an_absent_one_is_no_bound(now):
+    """Without nbf and iat only exp bounds the token's life, at any clock: an absent claim is
+    not read as the epoch (which would make the token not yet valid before 1970)."""
+    token = pyjwt_token(nbf=None, iat=None, exp=T0 + 300)
+    assert verify(token, KEY, BODY, URL, now=now, clock_tolerance=0)["exp"] == T0 + 300
+    assert "claim nbf" in reason(pyjwt_token(nbf=T0 + 60, iat=None), now=T0, clock_tolerance=0)
+    assert "claim iat" in reason(pyjwt_token(nbf=None, iat=T0 + 60), now=T0, clock_tolerance=0)
+
+
+def test_a_wrong_url_names_four_of_the_urls_configured_at_most():
+    """The reason lists the URLs the token could have named, the first four only, so a long
+    QSTASH_DESTINATION_URL list cannot make the log line grow without bound."""
+    urls = ["https://h%d.example/p" % index for index in range(6)]
+    message = reason(pyjwt_token(), url=urls)
+    assert [url in message for url in urls] == [True, True, True, True, False, False]
+
+
+@pytest.mark.parametrize("sub", ["https://h.example:99999/?key=secret", "http://[::1/?key=secret",
+                                 "h.example/path?key=secret"])
+def test_a_signed_sub_that_is_not_a_url_is_named_as_such(sub):
+    """A sub that urlsplit refuses (a port out of range, a bracket left open) or that has no
+    scheme is shown as `(not a URL)`: neither its query nor anything else of it is logged."""
+    message = reason(pyjwt_token(url=sub))
+    assert message.startswith("claim sub (not a URL) is not this request's URL "), message
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize("signed_for", [URL + "/?a=1&b=2", URL + "?b=2&a=1"])
+def test_a_rest_query_url_tolerates_a_trailing_slash_on_the_path(signed_for):
+    """REST hands over the query parsed (DestinationURL): the path may differ by its trailing
+    slash, as for a URL without query; the query is still compared."""
+    from signed_webhooks.qstash import DestinationURL
+    arrived = DestinationURL(URL, [("a", "1"), ("b", "2")])
+    assert verify(pyjwt_token(url=signed_for), KEY, BODY, arrived, now=T0 + 10)
+    assert SUB_MISMATCH in reason(pyjwt_token(url=URL + "/?a=1"), url=arrived)
+
+
+def test_mac_pads_are_derived_once_per_key_and_kept_for_nine_keys_at_most(monkeypatch):
+    """A key's pads are hashed once and then reused (the next key costs a copy, not a key
+    setup); at most 9 keys' pads are kept, and a tenth key starts the cache over."""
+    from signed_webhooks import qstash
+    monkeypatch.setattr(qstash, "_key_pads", {})
+    keys = ["sig_CacheTestKey%02d_abcdefgh" % index for index in range(10)]
+    for key in keys[:9]:
+        qstash._mac(key, b"m")
+    held = dict(qstash._key_pads)
+    assert list(held) == keys[:9]
+    for key in keys[:9]:  # used again: the same pads, not derived anew
+        assert qstash._mac(key, b"m") == hmac.digest(key.encode(), b"m", "sha256")
+        assert qstash._key_pads[key] is held[key]
+    qstash._mac(keys[9], b"m")
+    assert list(qstash._key_pads) == [keys[9]]
