@@ -15,7 +15,8 @@ METRICS_NAMESPACE, SOKETI_SECRET) or first used.
     module          holds                                              imports
     errors          the exceptions handle raises and the checks raise  -
     keys            the signing keys and app secrets, judged           -
-    config          every environment variable, judged                 keys
+    dedup_config *  DEDUP_TABLE, DEDUP_TTL, the table's AWS settings   -
+    config          every environment variable, judged                 keys, dedup_config
     js_text *       how Node writes one JSON value: numbers, escapes   -
     node_json *     Node's JSON.stringify, rebuilt (soketi invoke)     errors, js_text
     events          event -> Request; answer -> the event's response   errors, node_json
@@ -29,17 +30,18 @@ METRICS_NAMESPACE, SOKETI_SECRET) or first used.
     store *         the deduplication store's five operations          -
     records *       dedup records: keys, what they hold, lifetimes     errors, message, answers,
                                                                        store
-    dedup *         run once: the protocol's steps, leases, deadline   config, message, answers,
-                                                                       store, records
+    dedup *         run once: the protocol's steps, leases, deadline   dedup_config, message,
+                                                                       answers, store, records
     sigv4 *         AWS Signature Version 4                            -
     transport *     one HTTP/1.1 request that ends by a deadline       -
-    dynamodb *      the store on a DynamoDB table                      config, store, sigv4,
-                                                                       transport
+    dynamodb *      the store on a DynamoDB table                      dedup_config, store,
+                                                                       sigv4, transport
     metrics *       CloudWatch EMF fields for the log line             -
     pipeline        read -> configure -> authenticate -> run once ->   config, errors, events,
                     handle -> respond -> log                           message, authenticate,
-                                                                       answers, dedup, dynamodb,
-                                                                       node_json, pusher, metrics
+                                                                       answers, dedup_config, dedup,
+                                                                       dynamodb, node_json, pusher,
+                                                                       metrics
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold
     from collections.abc import Callable
     from typing import Any
 
-    from .config import DedupSettings
+    from .dedup_config import DedupSettings
     from .message import Message
     from .store import Record, Store
 

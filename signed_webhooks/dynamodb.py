@@ -3,7 +3,7 @@
 Imported only when DEDUP_TABLE is set. The table: partition key `id` (a string), TTL
 attribute `expires_at`. The requests go to DynamoDB's JSON API (POST /, X-Amz-Target),
 signed with Signature Version 4 (sigv4.py) from the credentials and region Lambda sets
-(config.py reads them, and checks the endpoint), over HTTP/1.1 (transport.py: http.client,
+(dedup_config.py reads them, and checks the endpoint), over HTTP/1.1 (transport.py: http.client,
 TLS for https, kept alive across warm invocations). Every request ends by its deadline: the
 protocol's (the invocation's end, less a margin) or REQUEST_SECONDS, whichever comes first.
 Any failure, whatever its type, is a StoreError.
@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
     from typing import Any
 
-    from .config import DedupSettings
+    from .dedup_config import DedupSettings
     from .store import Record
 
 TARGET_PREFIX = "DynamoDB_20120810."
@@ -165,7 +165,7 @@ def signed_headers(settings: DedupSettings, operation: str, body: bytes,
 
 
 def address(settings: DedupSettings) -> transport.Address:
-    """Where the requests go: the endpoint config.py checked (https, or http to this
+    """Where the requests go: the endpoint dedup_config.py checked (https, or http to this
     machine), taken apart."""
     endpoint = settings.endpoint
     if endpoint is None or not endpoint.hostname:

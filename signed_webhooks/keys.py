@@ -8,8 +8,6 @@ guessable word. Every message names the variable and the rule, never the value.
 """
 from __future__ import annotations
 
-import re
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # names for type checkers and editors only: no import at cold start
     from collections.abc import Mapping
@@ -18,7 +16,7 @@ MIN_QSTASH_KEY_LENGTH = 20  # real keys are `sig_` + 28 characters; placeholders
 MIN_SOKETI_SECRET_LENGTH = 20  # Pusher's app secrets are 20 characters; shorter ones are guessed
 QSTASH_KEY_NAMES = ("QSTASH_CURRENT_SIGNING_KEY", "QSTASH_NEXT_SIGNING_KEY")
 SOKETI_SECRET_NAMES = ("SOKETI_SECRET", "SOKETI_NEXT_SECRET")
-REGIONAL_KEY_NAME = re.compile(r"([A-Z0-9_]+)_(QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY)")
+REGION_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")  # of a key set's prefix
 
 # The QStash CLI dev server signs with these published keys, and soketi's default app secret
 # is in its docs: anyone can sign with them, so a deployed function refuses them unless
@@ -70,10 +68,22 @@ def qstash_key_set_prefixes(environ: Mapping[str, str]) -> list[str]:
         if name in QSTASH_KEY_NAMES:
             prefixes.add("")
             continue
-        regional = REGIONAL_KEY_NAME.fullmatch(name)
-        if regional:
-            prefixes.add(regional.group(1))
+        region = region_of(name)
+        if region:
+            prefixes.add(region)
     return sorted(prefixes)
+
+
+def region_of(name: str) -> str:
+    """REGION, for a variable named `REGION_QSTASH_CURRENT_SIGNING_KEY` or
+    `REGION_QSTASH_NEXT_SIGNING_KEY` where REGION is upper-case letters, digits and _;
+    else ""."""
+    for key_name in QSTASH_KEY_NAMES:
+        if name.endswith("_" + key_name):
+            region = name[:-len(key_name) - 1]
+            if region and set(region) <= REGION_CHARACTERS:
+                return region
+    return ""
 
 
 def read_soketi_secrets(environ: Mapping[str, str], allow_dev_keys: bool,

@@ -37,7 +37,7 @@ def import_configured_features() -> None:
     """Import the modules of the optional features the environment turns on now."""
     features = config.configured_features()
     if "dedup" in features:
-        from . import dedup, dynamodb  # noqa: F401
+        from . import dedup, dedup_config, dynamodb  # noqa: F401
     if "metrics" in features:
         from . import metrics  # noqa: F401
     if "soketi" in features:

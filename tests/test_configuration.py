@@ -3,6 +3,7 @@ once per distinct environment, and refused when it would defeat what it configur
 Tokens are minted by PyJWT, events built by tools/lambda_events.py as AWS builds them."""
 import json
 import os
+import re
 import sys
 import threading
 from urllib.parse import urlsplit
@@ -12,7 +13,7 @@ import pytest
 
 import lambda_events as ev
 from conftest import APP_KEY, KEY, NEXT, SECRET
-from signed_webhooks import config
+from signed_webhooks import config, dedup_config, keys
 from signed_webhooks.errors import SignatureError
 from signed_webhooks.qstash import verify
 from signer import sign_pusher
@@ -229,7 +230,7 @@ def test_a_qstash_token_verifies_for_its_lifetime_plus_twice_the_tolerance(toler
     first, last = T0 - tolerance, T0 + 300 + tolerance
     assert verifies(first) and not verifies(first - 0.001)
     assert verifies(last - 0.001) and not verifies(last)
-    assert last - first == config.QSTASH_TOKEN_LIFETIME + 2 * tolerance
+    assert last - first == dedup_config.QSTASH_TOKEN_LIFETIME + 2 * tolerance
 
 
 def test_a_clock_tolerance_longer_than_the_dedup_ttl_allows_is_a_500_naming_both(
@@ -435,7 +436,7 @@ def test_the_dedup_table_is_reached_in_the_region_and_with_the_credentials_lambd
 def test_an_endpoint_on_port_0_is_refused(endpoint, accepted):
     """Port 0 names no server: refused with the endpoint rule, as a port out of range is."""
     problems = problems_of(DEDUP_TABLE="dedup", AWS_ENDPOINT_URL=endpoint)
-    assert problems == ([] if accepted else ["AWS_ENDPOINT_URL" + config.ENDPOINT_RULE])
+    assert problems == ([] if accepted else ["AWS_ENDPOINT_URL" + dedup_config.ENDPOINT_RULE])
 
 
 def test_the_features_configured_are_the_variables_set():
@@ -533,3 +534,29 @@ def test_a_half_configured_key_set_names_the_key_missing():
     assert config.configuration_errors({"EU_WEST_1_QSTASH_NEXT_SIGNING_KEY": NEXT})[0] == (
         "EU_WEST_1_QSTASH_CURRENT_SIGNING_KEY is not set: QStash keys come in pairs (current "
         "and next), copy both from the console")
+
+
+@pytest.mark.parametrize("name, region", [
+    ("EU_CENTRAL_1_QSTASH_CURRENT_SIGNING_KEY", "EU_CENTRAL_1"),
+    ("US_EAST_1_QSTASH_NEXT_SIGNING_KEY", "US_EAST_1"),
+    ("X__QSTASH_NEXT_SIGNING_KEY", "X_"),  # the prefix keeps every character before the last _
+    ("_QSTASH_CURRENT_SIGNING_KEY", ""),  # no prefix
+    ("QSTASH_CURRENT_SIGNING_KEY", ""),  # the plain set, not a region
+    ("eu_central_1_QSTASH_CURRENT_SIGNING_KEY", ""),  # lower case: not a key set's name
+    ("EU-CENTRAL-1_QSTASH_CURRENT_SIGNING_KEY", ""),
+    ("EU_QSTASH_CURRENT_SIGNING_KEYS", ""),
+    ("EU_QSTASH_SIGNING_KEY", ""),
+])
+def test_a_regional_key_sets_name_is_upper_case_letters_digits_and_underscores(name, region):
+    """`REGION_QSTASH_CURRENT_SIGNING_KEY` names a key set when REGION is one or more of A-Z,
+    0-9 and _ (the pattern ([A-Z0-9_]+)_QSTASH_(CURRENT|NEXT)_SIGNING_KEY, checked here with
+    re as the oracle); any other name is not a key set's."""
+    pattern = re.compile(r"([A-Z0-9_]+)_QSTASH_(?:CURRENT|NEXT)_SIGNING_KEY")
+    match = pattern.fullmatch(name)
+    assert (match.group(1) if match else "") == region
+    assert keys.region_of(name) == region
+    environ = {**KEYS, name: REGION_KEY, name.replace("CURRENT", "NEXT"): REGION_KEY}
+    if name.endswith("NEXT_SIGNING_KEY"):
+        environ[name.replace("NEXT", "CURRENT")] = REGION_KEY
+    prefixes = keys.qstash_key_set_prefixes(environ)
+    assert prefixes == sorted({""} | ({region} if region else set()))

@@ -24,7 +24,8 @@ import lambda_events as ev
 import lambda_function as lf
 from signed_webhooks import dedup, dynamodb, transport
 from signed_webhooks.answers import Answer
-from signed_webhooks.config import DEDUP_TTL, DedupSettings, configuration_errors
+from signed_webhooks.config import configuration_errors
+from signed_webhooks.dedup_config import DEDUP_TTL, DedupSettings
 from signed_webhooks.events import Request
 from signed_webhooks.message import Message
 from signed_webhooks.node_json import node_json

@@ -13,7 +13,7 @@ import deploy
 import dynamo
 import lambda_events as ev
 import lambda_function as lf
-from signed_webhooks.config import DEDUP_TTL, DedupSettings
+from signed_webhooks.dedup_config import DEDUP_TTL, DedupSettings
 from signed_webhooks.dynamodb import signed_headers
 from conftest import KEY, NEXT, ROOT, need
 from test_dedup import URL, Context, delivery, new_id

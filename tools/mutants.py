@@ -62,6 +62,8 @@ TESTS = {
                "tests/test_metrics.py", *DEDUP_CONFIGURATION,
                "tests/test_layout.py::test_configured_features_are_imported_at_init_before_any_"
                "request"],
+    "dedup_config": ["tests/test_configuration.py", "tests/test_dedup.py",
+                     "tests/test_dedup_aws.py"],
     "events": ["tests/test_shapes.py", "tests/test_trust.py", "tests/test_aws_events.py",
                "tests/test_handler.py", "tests/test_robustness.py"],
     "authenticate": ["tests/test_trust.py", "tests/test_configuration.py",
@@ -77,7 +79,8 @@ TESTS = {
 # `make create` (half a minute) drives the AWS CLI, never the receiver's store client.
 DESELECT = {name: "not soak and not dynalite"
             for name in ("records", "dedup", "store", "transport")}
-DESELECT["dynamodb"] = DESELECT["sigv4"] = "not soak and not dynalite and not make_create"
+for name in ("dynamodb", "sigv4", "dedup_config"):
+    DESELECT[name] = "not soak and not dynalite and not make_create"
 
 COMPARE_FLIPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
                  ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
