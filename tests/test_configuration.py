@@ -353,6 +353,15 @@ def test_dedup_ttl_is_whole_seconds_from_3600_to_31622400(ttl, refused):
         assert settings.ttl == int(ttl)
 
 
+def test_dedup_ttl_is_judged_without_a_table_too():
+    """A DEDUP_TTL set is a DEDUP_TTL meant: without DEDUP_TABLE it is still judged (a typo in
+    the table's variable should not hide a broken TTL), and deduplication stays off."""
+    assert problems_of(DEDUP_TTL="soon") == [
+        "DEDUP_TTL must be whole seconds from 3600 to 31622400"]
+    configuration, problems = config.read({**KEYS, "DEDUP_TTL": "86400"})
+    assert problems == [] and configuration.dedup is None
+
+
 @pytest.mark.parametrize("name", ["QSTASH_CLOCK_TOLERANCE", "SOKETI_MAX_AGE"])
 @pytest.mark.parametrize("value, refused", [
     ("0", False), ("86400", False), ("86400.5", True), ("86401", True), ("-1", True),
@@ -546,6 +555,8 @@ def test_a_half_configured_key_set_names_the_key_missing():
     ("EU-CENTRAL-1_QSTASH_CURRENT_SIGNING_KEY", ""),
     ("EU_QSTASH_CURRENT_SIGNING_KEYS", ""),
     ("EU_QSTASH_SIGNING_KEY", ""),
+    ("ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789_QSTASH_NEXT_SIGNING_KEY",  # every character allowed
+     "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789"),
 ])
 def test_a_regional_key_sets_name_is_upper_case_letters_digits_and_underscores(name, region):
     """`REGION_QSTASH_CURRENT_SIGNING_KEY` names a key set when REGION is one or more of A-Z,

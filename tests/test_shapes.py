@@ -248,3 +248,103 @@ def test_both_signature_headers_are_checked_as_qstash(qstash_env, soketi_env, cl
     assert response["statusCode"] == 200 and log["source"] == "qstash"
     event["headers"]["upstash-signature"] = "x.y.z"
     assert call(event)[0]["statusCode"] == 401
+
+
+# --- What each malformed event is told, exactly ----------------------------------------------
+
+HTTP_CONTEXT = {"http": {"method": "POST"}}
+UNKNOWN_SHAPE = "unknown event shape: not a Function URL, API Gateway, ALB or soketi event"
+
+
+@pytest.mark.parametrize("event, reason", [
+    (None, "event is a NoneType, not a JSON object"),
+    (42, "event is a int, not a JSON object"),
+    ([], "event is a list, not a JSON object"),
+    ({}, UNKNOWN_SHAPE),
+    ({"payload": {}}, UNKNOWN_SHAPE),  # soketi's trigger has headers beside its payload
+    ({"version": "2.0", "requestContext": 7, "rawPath": "/"}, UNKNOWN_SHAPE),
+    ({"requestContext": {}}, UNKNOWN_SHAPE),  # neither payload 2.0, nor ALB, nor REST
+    ({"version": "2.0", "requestContext": HTTP_CONTEXT, "rawPath": "/", "body": {"a": 1}},
+     "body is a dict, not a string"),
+    ({"version": "2.0", "requestContext": HTTP_CONTEXT, "rawPath": "/", "body": "x",
+      "isBase64Encoded": "true"}, "isBase64Encoded is 'true', not true or false"),
+    ({"version": "2.0", "requestContext": HTTP_CONTEXT, "rawPath": "/", "body": "eA=!=",
+      "isBase64Encoded": True}, "body is not valid base64 (isBase64Encoded) or UTF-8"),
+    ({"version": "2.0", "requestContext": HTTP_CONTEXT, "rawPath": "/", "body": "e A==",
+      "isBase64Encoded": True}, "body is not valid base64 (isBase64Encoded) or UTF-8"),
+])
+def test_a_malformed_event_is_a_400_that_says_what_is_wrong(event, reason, qstash_env, call,
+                                                            received):
+    """Each is answered 400, logged with its shape ("unknown" when it has none) and the
+    precise reason: base64 is decoded strictly (a character outside the alphabet is refused,
+    not skipped)."""
+    from signed_webhooks.events import event_shape
+    response, log = call(event)
+    assert (response["statusCode"], log["reason"]) == (400, reason)
+    assert log["shape"] == event_shape(event)
+    assert log["shape"] == ("http" if isinstance(event, dict) and "rawPath" in event
+                            and isinstance(event["requestContext"], dict) else "unknown")
+    assert not received
+
+
+def test_read_request_finds_the_shape_itself_when_not_given():
+    """read_request(event) reads the shape from the event (the pipeline passes the one it
+    logged; tools and tests call it alone)."""
+    from signed_webhooks.events import read_request
+    url = URLS["function-url"]
+    assert read_request(DOORS["function-url"](url, {}, b"{}")).shape == "http"
+    assert read_request(DOORS["rest"](url, {}, b"{}")).shape == "rest"
+    assert read_request(DOORS["alb-multi"](url, {}, b"{}")).shape == "alb-multi"
+    soketi = read_request({"payload": {"events": []}, "headers": {}})
+    assert (soketi.shape, soketi.body) == ("soketi-invoke", b'{"events":[]}')
+
+
+def test_an_event_without_a_domain_name_has_no_url_and_uses_the_configured_one(
+        qstash_env, clock, call, received, monkeypatch):
+    """A payload 2.0 event without requestContext.domainName (a test console's, a direct
+    invocation's) says no URL: the token is checked against QSTASH_DESTINATION_URL, and
+    without it the request is refused naming the variable."""
+    url = URLS["function-url"]
+    clock(T0)
+    event = DOORS["function-url"](url, qstash_headers(url, b"{}"), b"{}")
+    del event["requestContext"]["domainName"]
+    response, log = call(event)
+    assert response["statusCode"] != 200 and "QSTASH_DESTINATION_URL" in log["reason"], log
+    monkeypatch.setenv("QSTASH_DESTINATION_URL", url)
+    response, log = call(event)
+    assert response["statusCode"] == 200 and len(received) == 1, log
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_every_response_says_its_body_is_text(door, qstash_env, destination_for, clock, call):
+    """isBase64Encoded is false in every answer, accepted or not: the body is JSON text, and
+    an integration told otherwise would decode it as base64."""
+    url = URLS[door]
+    destination_for(door, url)
+    clock(T0)
+    for headers in (qstash_headers(url, b"{}"), {}):
+        response, _ = call(DOORS[door](url, headers, b"{}"))
+        assert response["isBase64Encoded"] is False
+
+
+NAMED_STATUSES = [200, 400, 401, 403, 404, 409, 410, 413, 422, 429, 500, 501, 502, 503, 504]
+
+
+@pytest.mark.parametrize("status", NAMED_STATUSES + [418, 451, 499, 599])
+def test_an_alb_answer_carries_the_status_line_http_gives_it(status):
+    """ALB's statusDescription: the receiver's statuses and those handle's answers commonly
+    use get their reason phrase as Python's http module (the oracle) names it, or by the name
+    RFC 7231 gave it where RFC 9110 renamed it (http follows RFC 9110 from Python 3.13);
+    another 4xx or 5xx gets a generic phrase; 489 is QStash's own."""
+    import http
+    from signed_webhooks.events import respond
+    phrases = {"Client Error" if status < 500 else "Server Error"}
+    if status in NAMED_STATUSES:
+        phrases = {http.HTTPStatus(status).phrase, *RFC_7231_NAMES.get(status, ())}
+    for shape in ("alb", "alb-multi"):
+        line = respond(shape, status, {}, "{}")["statusDescription"]
+        assert line in {"%d %s" % (status, phrase) for phrase in phrases}
+    assert respond("alb", 489, {}, "{}")["statusDescription"] == "489 Non-Retryable Error"
+
+
+RFC_7231_NAMES = {413: ["Payload Too Large"], 422: ["Unprocessable Entity"]}

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -441,6 +442,28 @@ def test_key_parameters_refuse_keys_the_handler_refuses(translated):
             assert pattern.fullmatch(key), key
         for key in refused:
             assert not pattern.fullmatch(key), repr(key)
+
+
+def test_secret_parameters_refuse_what_the_handler_refuses(translated):
+    """SoketiSecret and SoketiNextSecret: their AllowedPattern accepts exactly the secrets the
+    handler's own rule (keys.secret_errors, the oracle here) accepts, so a secret pasted with
+    a space around it or a placeholder stops the deploy instead of making every request a
+    500. Empty leaves soketi unconfigured."""
+    from signed_webhooks import keys
+    rng = random.Random(5)
+    alphabet = "ab1 \"'\t\n-_"
+    candidates = ["app-secret", "x" * 19, "x" * 20, " " + "x" * 20, "x" * 20 + "\n",
+                  '"' + "x" * 20 + '"', "x" * 9 + " " + "x" * 10, "'" + "x" * 19]
+    candidates += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24)))
+                   for _ in range(3000)]
+    for name, variable in (("SoketiSecret", "SOKETI_SECRET"),
+                           ("SoketiNextSecret", "SOKETI_NEXT_SECRET")):
+        pattern = re.compile(translated["Parameters"][name]["AllowedPattern"])
+        assert pattern.fullmatch("")
+        for secret in candidates:
+            accepted = not keys.secret_errors(variable, secret, keys.MIN_SOKETI_SECRET_LENGTH,
+                                              "soketi secret", allow_dev_keys=False)
+            assert bool(pattern.fullmatch(secret)) == accepted, (name, secret)
 
 
 # --- deployed into moto_server's CloudFormation with the AWS CLI ------------------------------

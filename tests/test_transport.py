@@ -220,6 +220,62 @@ def test_a_connection_the_server_closes_is_not_kept(servers):
         assert server.accepted == 2
 
 
+def test_a_kept_connection_the_server_closed_while_idle_is_replaced_once(servers,
+                                                                       monkeypatch):
+    """A server closes an idle connection when it likes, and its close can race the check
+    made before reuse (modelled: the check passes). The request on it then fails before any
+    answer and goes once more, on a new connection. A new connection that fails the same way
+    is not tried again here: that failure is the caller's (dynamodb.py retries once)."""
+    def answer_then_close(connection, server):
+        stream = connection.makefile("rb")
+        if read_request(stream) is None:
+            return
+        with server.lock:
+            server.requests += 1
+            number = server.requests
+        if number == 1:  # answered, then closed while the client keeps it idle
+            connection.sendall(answer(b'{"n":1}'))
+        connection.shutdown(socket.SHUT_RDWR)
+        connection.close()
+    server = servers(answer_then_close)
+    monkeypatch.setattr(transport.Connection, "clean", lambda connection: True)
+    with no_socket_left_open():
+        assert post(server) == (200, b'{"n":1}')
+        time.sleep(0.1)  # the server's close arrives while the connection sits idle
+        with pytest.raises(transport.CLOSED_WHILE_IDLE):
+            post(server)  # the kept one fails, and so does its replacement: raised
+        assert (server.accepted, server.requests) == (2, 2)
+        with pytest.raises(transport.CLOSED_WHILE_IDLE):
+            post(server)  # a new connection that fails is not tried again
+        assert (server.accepted, server.requests) == (3, 3)
+
+
+def test_a_request_on_a_kept_connection_closed_while_idle_goes_again_on_a_new_one(
+        servers, monkeypatch):
+    """The request the server's idle close cut off is answered on a new connection, in the
+    same call: the caller never sees the close."""
+    def close_the_first_after_answering(connection, server):
+        stream = connection.makefile("rb")
+        while read_request(stream) is not None:
+            with server.lock:
+                server.requests += 1
+                number = server.requests
+            connection.sendall(answer(b'{"n":%d}' % number))
+            if number == 1:
+                connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+                return
+    server = servers(close_the_first_after_answering)
+    monkeypatch.setattr(transport.Connection, "clean", lambda connection: True)
+    with no_socket_left_open():
+        assert post(server) == (200, b'{"n":1}')
+        time.sleep(0.1)
+        assert post(server) == (200, b'{"n":2}')
+        assert (server.accepted, server.requests) == (2, 2)
+        for connection in transport._idle_connections:
+            connection.close()
+
+
 def test_at_most_8_idle_connections_are_kept(servers):
     """Nine requests at once (threads) need nine connections; once answered, eight are kept
     for later requests and the ninth is closed."""
