@@ -50,6 +50,10 @@ class Address:
             self.host_header += ":%d" % self.port
 
 
+# What a request on a connection the server has closed meets, before any answer.
+CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 def post(address: Address, headers: dict[str, str], body: bytes,
          deadline: float) -> tuple[int, bytes]:
     """POST / with `headers` (Host among them) and `body`; (status, answer bytes) by
@@ -67,10 +71,6 @@ def post(address: Address, headers: dict[str, str], body: bytes,
         if not reused:
             raise
     return _exchange(Connection(address), headers, body, deadline)
-
-
-# What a request on a connection the server has closed meets, before any answer.
-CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def _exchange(connection: Connection, headers: dict[str, str], body: bytes,

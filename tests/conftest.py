@@ -68,6 +68,19 @@ def need(condition, why):
         pytest.skip(why)
 
 
+def self_signed_certificate(folder):
+    """(certificate file, key file): a self-signed certificate for 127.0.0.1, made by
+    openssl in `folder`, for loopback servers that speak TLS."""
+    import shutil
+    import subprocess
+    need(shutil.which("openssl"), "openssl is needed to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     """Each test starts with none of the handler's configuration set."""

@@ -32,7 +32,7 @@ from signed_webhooks.node_json import node_json
 from signed_webhooks.pusher import verify_pusher
 from signed_webhooks.qstash import verify
 from signed_webhooks.store import ConditionFailedError
-from conftest import KEY, NEXT, ROOT, SECRET, need
+from conftest import KEY, NEXT, ROOT, SECRET, self_signed_certificate
 from signer import sign_pusher
 
 URL = "https://hooks.example.com/dedup"
@@ -1274,14 +1274,7 @@ def test_a_record_whose_number_is_text_is_a_store_error(field, state, dedup_env,
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (openssl), to trust through SSL_CERT_FILE."""
-    import shutil
-    need(shutil.which("openssl"), "openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.parametrize("trusted", [True, False])

@@ -6,17 +6,15 @@ left for the garbage collector to close."""
 import contextlib
 import gc
 import select
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import warnings
 
 import pytest
 
-from conftest import need
+from conftest import self_signed_certificate
 from signed_webhooks import transport
 
 def answer(body=b"{}", headers=b""):
@@ -141,15 +139,10 @@ def no_socket_left_open():
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     """(server context, CA file) for a self-signed certificate for 127.0.0.1 (openssl)."""
-    need(shutil.which("openssl"), "openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("transport-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("transport-tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    return context, str(cert)
+    context.load_cert_chain(cert, key)
+    return context, cert
 
 
 @pytest.fixture

@@ -875,6 +875,18 @@ def handler_seconds(event, rounds):
                 budget=0.01)["handler"]
 
 
+def peak_memory(function, *args):
+    """The peak of memory allocated while `function(*args)` runs (tracemalloc), its prints
+    discarded."""
+    import tracemalloc
+    tracemalloc.start()
+    with contextlib.redirect_stdout(io.StringIO()):
+        function(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def limits_section():
     """Time per byte from 1 KB to the 6 MB Lambda limit, and peak extra memory at 6 MB, for
     whole requests through lambda_handler (the body arrives inside the event already)."""
@@ -932,18 +944,6 @@ def limits_section():
                1.5, figures[6_000_000] / figures[64 * 1024])
 
 
-def peak_memory(function, *args):
-    """The peak of memory allocated while `function(*args)` runs (tracemalloc), its prints
-    discarded."""
-    import tracemalloc
-    tracemalloc.start()
-    with contextlib.redirect_stdout(io.StringIO()):
-        function(*args)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
-
-
 def _chains(wrap, depth=490, count=6_000_000):
     """Fresh chains `depth` levels deep, built by `wrap`, about `count` bytes of JSON in all."""
     def chain():
@@ -976,7 +976,6 @@ WORST_SOKETI_PAYLOADS = {
 def soketi_worst_section():
     """The rebuild before the signature is known, on its worst payloads: peak memory against
     the rebuilt bytes (target 3x) and time against json.dumps of the same payload (10x)."""
-    import tracemalloc
     print("soketi direct invocation, worst cases: a forged ~6 MB payload, rebuilt then refused")
     os.environ["SOKETI_SECRET"] = BENCH_SOKETI_SECRET
     sink = io.StringIO()
@@ -987,10 +986,7 @@ def soketi_worst_section():
         rebuilt = len(node_json(payload))
         with contextlib.redirect_stdout(sink):
             assert lf.lambda_handler(event, None)["statusCode"] == 401
-            tracemalloc.start()
-            lf.lambda_handler(event, None)
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
+        peak = peak_memory(lf.lambda_handler, event, None)
         with contextlib.redirect_stdout(sink):  # the handler's log lines
             times = best({"ours": functools.partial(lf.lambda_handler, event, None),
                           "dumps": functools.partial(json.dumps, payload, ensure_ascii=False,
